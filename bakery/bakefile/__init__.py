@@ -1,0 +1,1 @@
+"""Bake files (HCL, JSON, TOML, compose) → resolved targets."""
