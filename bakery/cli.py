@@ -1,0 +1,175 @@
+"""The ``bakery`` command line: parse arguments, call the layers, map errors.
+
+Exit codes: 0 ok; 1 a user error (bad input, failed build); 2 an internal
+error (a bug: reported as one, with a hint to rerun with ``--debug``);
+130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from typing import Dict, List, Optional, Sequence
+
+from bakery import __version__
+from bakery.errors import BakeryError
+
+__all__ = ["main"]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-f", "--file", action="append", default=[], metavar="FILE",
+        help="bake file (HCL, JSON, TOML or compose); repeatable; '-' reads stdin "
+        "(default: docker-bake.hcl and the other standard names that exist)",
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="PATTERN.KEY[+]=VALUE",
+        help="override a target attribute, e.g. --set '*.platform=linux/arm64' "
+        "or --set app.args.VERSION=2 (repeatable)",
+    )
+    p.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE",
+        help="set a bake variable (above the environment; repeatable)",
+    )
+    p.add_argument("targets", nargs="*", metavar="TARGET", help="targets or groups (globs allowed)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bakery",
+        description="A declarative, bake-style build tool for container images.",
+    )
+    p.add_argument("--version", action="version", version=f"bakery {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    plan = sub.add_parser(
+        "plan", help="resolve the bake files and show what would be built (dry run)",
+        description="Resolve bake files into targets without building anything.",
+    )
+    _common(plan)
+    plan.add_argument(
+        "--print", action="store_true", dest="print_json",
+        help="print the resolved targets as JSON, exactly as `docker buildx bake --print`",
+    )
+
+    ls = sub.add_parser("ls", help="list targets, groups and variables",
+                        description="List the targets, groups and variables of the bake files.")
+    _common(ls)
+    ls.add_argument("--format", choices=("text", "json"), default="text")
+    return p
+
+
+def _vars(specs: Sequence[str]) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for s in specs:
+        name, sep, value = s.partition("=")
+        if not sep or not name:
+            raise BakeryError(f"invalid --var {s!r}", hint="write --var NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from bakery.bakefile.loader import load
+
+    return load(
+        files=args.file,
+        cli_vars=_vars(args.var),
+        env=os.environ,
+        cwd=os.getcwd(),
+    )
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from bakery.bakefile.loader import resolve_targets
+    from bakery.bakefile.printer import print_json, target_to_json
+
+    cfg = _load(args)
+    resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
+    if args.print_json:
+        sys.stdout.write(print_json(resolved) + "\n")
+        return 0
+    for name in sorted(resolved.targets):
+        t = resolved.targets[name]
+        plats = ", ".join(t.platforms or ["local"])
+        where = t.dockerfile_inline and "<inline Dockerfile>" or f"{t.context}/{t.dockerfile}"
+        stage = f" (stage {t.target})" if t.target else ""
+        print(f"{name}: {where}{stage} for {plats}")
+        outputs = target_to_json(t).get("output")
+        if outputs:
+            print(f"  outputs: {json.dumps(outputs)}")
+        if t.tags:
+            print(f"  tags: {', '.join(t.tags)}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if args.format == "json":
+        doc = {
+            "targets": [
+                {"name": t.name, "description": t.description or ""} for t in cfg.targets
+            ],
+            "groups": [
+                {"name": g.name, "description": g.description, "targets": list(g.targets)}
+                for g in cfg.groups
+            ],
+            "variables": [
+                {"name": v.name, "description": v.description, "value": v.value, "type": v.type}
+                for v in cfg.variables
+            ],
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    rows: List[List[str]] = []
+    for t in cfg.targets:
+        rows.append(["target", t.name, t.description or ""])
+    for g in cfg.groups:
+        rows.append(["group", g.name, g.description or ", ".join(g.targets)])
+    for v in cfg.variables:
+        shown = "null" if v.value is None else json.dumps(v.value) if not isinstance(v.value, str) else v.value
+        desc = f" ({v.description})" if v.description else ""
+        rows.append(["variable", v.name, f"= {shown}{desc}"])
+    width = [max((len(r[i]) for r in rows), default=0) for i in range(2)]
+    for r in rows:
+        print(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]}".rstrip())
+    return 0
+
+
+COMMANDS = {"plan": cmd_plan, "ls": cmd_ls}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 1
+    try:
+        return COMMANDS[args.command](args)
+    except BakeryError as e:
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(e.render() + "\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception:
+        if args.debug:
+            traceback.print_exc()
+        else:
+            etype, value, _ = sys.exc_info()
+            sys.stderr.write(
+                f"internal error: {etype.__name__ if etype else 'error'}: {value}\n"
+                "This is a bug in bakery. Rerun with --debug for the traceback and "
+                "report it with the bake files that caused it.\n"
+            )
+        return 2

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "api says hello from $(uname -m)"

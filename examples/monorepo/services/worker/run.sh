@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "worker says hello from $(uname -m)"
