@@ -241,7 +241,11 @@ class _Reader:
                 raise BakeryError("invalid map key: a key must be a scalar", self.pos(key_node))
             key = key_node.value
             out[key] = self.convert(value_node, (*path, key))
-            self.positions[(*path, key)] = self.pos(value_node)
+            # errors about a block point at its key, about a value at the value
+            block = isinstance(value_node, MappingNode) or (
+                isinstance(value_node, ScalarNode) and value_node.value == ""
+            )
+            self.positions[(*path, key)] = self.pos(key_node if block else value_node)
         return out
 
 

@@ -32,12 +32,11 @@ import csv
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from bakery.bakefile import buildflags, hcl
 from bakery.bakefile.functions import FUNCTIONS
-from bakery.bakefile.model import FIELD_BY_KEY, Group, Target
+from bakery.bakefile.model import FIELD_BY_KEY, Config, Group, Target, VariableInfo
 from bakery.bakefile.values import (
     ConvertError,
     FunctionError,
@@ -63,26 +62,6 @@ def validate_name(name: str, pos: Optional[Pos]) -> None:
             pos,
             hint="use letters, digits, '_' and '-' in target and group names",
         )
-
-
-@dataclass
-class VariableInfo:
-    name: str
-    description: str
-    value: Value
-    type: Optional[str]
-    pos: Optional[Pos]
-
-
-@dataclass
-class Config:
-    """Raw targets and groups, in order of first appearance."""
-
-    targets: List[Target] = field(default_factory=list)
-    groups: List[Group] = field(default_factory=list)
-    variables: List[VariableInfo] = field(default_factory=list)
-    # where each target/group was first defined (for error messages)
-    positions: Dict[Tuple[str, str], Pos] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------

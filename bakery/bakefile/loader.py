@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Optional, Sequence
 
 from bakery.bakefile import buildflags, compose, hcl
-from bakery.bakefile.evaluate import Config, evaluate_bodies
+from bakery.bakefile.evaluate import evaluate_bodies
 from bakery.bakefile.files import BakeFile, builtin_variables, parse_cached, read_files
-from bakery.bakefile.model import Group, Target
+from bakery.bakefile.model import Config, Group, Target
 from bakery.bakefile.resolve import Resolved, merge_targets, read_targets
 from bakery.errors import BakeryError
 

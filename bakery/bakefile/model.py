@@ -16,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["FIELDS", "FIELD_BY_KEY", "Field", "Group", "Target"]
+from bakery.errors import Pos
+
+__all__ = ["FIELDS", "FIELD_BY_KEY", "Config", "Field", "Group", "Target", "VariableInfo"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,26 @@ class Group:
     name: str
     targets: Tuple[str, ...] = ()
     description: str = ""
+
+
+@dataclass
+class VariableInfo:
+    name: str
+    description: str
+    value: Any
+    type: Optional[str]
+    pos: Optional[Pos]
+
+
+@dataclass
+class Config:
+    """Raw targets and groups, in order of first appearance."""
+
+    targets: List[Target] = field(default_factory=list)
+    groups: List[Group] = field(default_factory=list)
+    variables: List[VariableInfo] = field(default_factory=list)
+    # where each target/group was first defined (for error messages)
+    positions: Dict[Tuple[str, str], Pos] = field(default_factory=dict)
 
 
 assert {f.attr for f in FIELDS} | {"name", "inherits", "linked"} == {

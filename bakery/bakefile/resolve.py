@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from bakery.bakefile import buildflags
-from bakery.bakefile.evaluate import Config
-from bakery.bakefile.model import FIELDS, Group, Target
+from bakery.bakefile.model import FIELDS, Config, Group, Target
 from bakery.errors import BakeryError, closest
 
 __all__ = [
@@ -363,7 +362,9 @@ def _match_names(cfg: Config, pattern: str) -> List[str]:
 
 def clean_context(path: str) -> str:
     """buildx cleans the local context path (not URLs, not cwd://)."""
-    if path.startswith("cwd://") or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path) or _is_git_ref(path):
+    if path.startswith("cwd://"):
+        path = path[len("cwd://"):]
+    elif re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path) or _is_git_ref(path):
         return path
     return posixpath.normpath(path) if path else "."
 
