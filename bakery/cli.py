@@ -77,12 +77,15 @@ def _vars(specs: Sequence[str]) -> Dict[str, str]:
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from bakery.bakefile.loader import load
 
-    return load(
+    cfg = load(
         files=args.file,
         cli_vars=_vars(args.var),
         env=os.environ,
         cwd=os.getcwd(),
     )
+    for w in cfg.warnings:
+        sys.stderr.write(w + "\n")
+    return cfg
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -25,6 +25,11 @@ replaces the earlier one in place), while a target's ``output`` and
 ``cache-to`` replace the inherited ones (the resolver decides that;
 :func:`merge` is the type's own ``Merge``).
 
+buildx turns every target into build options before ``--print`` prints, so
+some inputs fail even there: :func:`validate_secrets` (a secret's file must
+exist), :func:`validate_exports` and :func:`parse_annotations` repeat those
+checks.
+
 Example::
 
     >>> [e.to_json() for e in parse_list("output", ["out", "type=docker"])]

@@ -234,7 +234,7 @@ class _Instance:
         if key in self.values:
             return self.values[key]
         attr = self.block.body.attributes.get(key)
-        if attr is None or key in ("matrix", "name"):
+        if attr is None or key in ("matrix", "name") or not _known(self.block.type, key):
             return None
         if key in self.progress:
             raise BakeryError(
@@ -462,7 +462,7 @@ class _Evaluator:
         vb = self.vars.get(name)
         if vb is not None:
             d = vb.body.attributes.get("default")
-            return d.pos if d is not None else vb.pos  # type: ignore[no-any-return]
+            return d.expr.pos if d is not None else vb.pos  # type: ignore[no-any-return]
         return None
 
     def _compute_value(self, name: str) -> Value:
@@ -643,20 +643,12 @@ class _Evaluator:
                     return _str_list(raw)
                 if key == "description":
                     return "" if raw is None else to_string(raw)
-                raise BakeryError(
-                    f'unsupported argument "{key}" in group',
-                    attr.pos,
-                    hint="a group has only targets and description",
-                )
+                return None  # not evaluated: see _known
             if key == "inherits":
                 return _str_list(raw)
             f = FIELD_BY_KEY.get(key)
             if f is None:
-                raise BakeryError(
-                    f'unsupported argument "{key}": an argument named "{key}" is not expected in a target',
-                    attr.pos,
-                    hint=closest(key, [*FIELD_BY_KEY, "inherits", "matrix", "name"]),
-                )
+                return None  # not evaluated: see _known
             if raw is None:
                 return None
             if f.kind == "str":
@@ -761,6 +753,11 @@ class _Evaluator:
         groups: Dict[str, Group] = {}
         for b, insts in per_block:
             for inst in insts:
+                for key, a in b.body.attributes.items():
+                    if not _known(b.type, key):
+                        w = _unknown_warning(b.type, key, a)
+                        if w not in cfg.warnings:
+                            cfg.warnings.append(w)
                 if b.type == "group":
                     for key in b.body.attributes:
                         inst.attr(key)
@@ -775,13 +772,16 @@ class _Evaluator:
                     continue
                 values: Dict[str, Any] = {}
                 for key in b.body.attributes:
-                    if key in ("matrix", "name"):
+                    if key in ("matrix", "name") or not _known(b.type, key):
                         continue
                     values[key] = inst.attr(key)
-                if b.body.blocks:
-                    nb = b.body.blocks[0]
-                    raise BakeryError(f'unsupported block type "{nb.type}" in a target', nb.pos,
-                                      hint="targets take attributes only (name = value)")
+                for nb in b.body.blocks:
+                    # buildx ignores blocks inside targets; `args { ... }` is a
+                    # common slip for `args = { ... }`, so say so
+                    w = (f"{nb.pos}: warning: block \"{nb.type}\" inside a target is ignored "
+                         f"(as buildx does); did you mean {nb.type} = {{ ... }}?")
+                    if w not in cfg.warnings:
+                        cfg.warnings.append(w)
                 t = _target_from_values(inst.name, values)
                 if inst.name in targets:
                     from bakery.bakefile.resolve import merge_targets
@@ -815,6 +815,26 @@ class _Evaluator:
         cfg.targets = list(targets.values())
         cfg.groups = list(groups.values())
         return cfg
+
+
+_GROUP_KEYS = ("targets", "description")
+
+
+def _known(kind: str, key: str) -> bool:
+    if kind == "group":
+        return key in _GROUP_KEYS
+    return key in FIELD_BY_KEY or key in ("inherits", "matrix", "name")
+
+
+def _unknown_warning(kind: str, key: str, attr: Any) -> str:
+    """buildx ignores attributes it does not know (without evaluating them);
+    bakery does too, for compatibility, but says so."""
+    names = _GROUP_KEYS if kind == "group" else [*FIELD_BY_KEY, "inherits", "matrix", "name"]
+    hint = closest(key, names)
+    return (
+        f"{attr.pos}: warning: unknown {kind} attribute \"{key}\" is ignored (as buildx does)"
+        + (f"; {hint}" if hint else "")
+    )
 
 
 def _str_list(raw: Value) -> Optional[List[str]]:

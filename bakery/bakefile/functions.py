@@ -48,7 +48,7 @@ import unicodedata
 import urllib.parse
 import uuid
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal, localcontext
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .values import (
@@ -617,9 +617,7 @@ def _json_encode(v: Value) -> str:
         return "[" + ",".join(_json_encode(e) for e in v) + "]"
     if isinstance(v, Mapping):
         return (
-            "{"
-            + ",".join(_json_string(str(k)) + ":" + _json_encode(v[k]) for k in sorted(v))
-            + "}"
+            "{" + ",".join(_json_string(str(k)) + ":" + _json_encode(v[k]) for k in sorted(v)) + "}"
         )
     raise _fail(f"cannot encode a value of type {type_name(v)} as JSON")
 
@@ -677,12 +675,13 @@ def _arith(op: str, a: Number, b: Number) -> Number:
     with localcontext() as ctx:
         ctx.prec = 60
         da, db = _dec(a), _dec(b)
+        dr: Decimal
         if op == "+":
-            r = da + db
+            dr = da + db
         elif op == "-":
-            r = da - db
+            dr = da - db
         elif op == "*":
-            r = da * db
+            dr = da * db
         else:
             if db == 0:
                 if da == 0:
@@ -690,8 +689,8 @@ def _arith(op: str, a: Number, b: Number) -> Number:
                 return math.inf if (da > 0) == (not db.is_signed()) else -math.inf
             if isinstance(a, int) and isinstance(b, int) and a % b == 0:
                 return a // b
-            r = da / db
-        return _from_dec(r)
+            dr = da / db
+        return _from_dec(dr)
 
 
 def _modulo(a: Number, b: Number) -> Number:
@@ -710,7 +709,7 @@ def _modulo(a: Number, b: Number) -> Number:
 
 
 def _num_digits(n: Number) -> Tuple[bool, str, int]:
-    """``(negative, digits, point)``: value = 0.<digits> × 10**point; digits has
+    """``(negative, digits, point)``: value = 0.<digits> * 10**point; digits has
     no leading or trailing zeros (empty for zero)."""
     d = _dec(n)
     sign, digit_tuple, exp = d.as_tuple()
@@ -728,7 +727,9 @@ def _round_digits(digits: str, point: int, n: int) -> Tuple[str, int]:
     """big.Float's decimal rounding to ``n`` digits, half to even."""
     if n < 0 or n >= len(digits):
         return digits, point
-    up = digits[n] > "5" or (digits[n] == "5" and (n + 1 < len(digits) or (n > 0 and int(digits[n - 1]) % 2 == 1)))
+    up = digits[n] > "5" or (
+        digits[n] == "5" and (n + 1 < len(digits) or (n > 0 and int(digits[n - 1]) % 2 == 1))
+    )
     if digits[n] == "5" and n + 1 == len(digits):
         up = n > 0 and int(digits[n - 1]) % 2 == 1
     if up:
@@ -859,7 +860,8 @@ def _pad_width(verb: _Verb, s: str) -> str:
     have = len(_graphemes(s))
     if have >= verb.width:
         return s
-    pad = ("0" if verb.zero and not verb.minus else " ") * (verb.width - have)
+    # go-cty pads with zeros whenever the 0 flag is given, even on the right
+    pad = ("0" if verb.zero else " ") * (verb.width - have)
     return s + pad if verb.minus else pad + s
 
 
@@ -1067,7 +1069,7 @@ def _format(fmt: str, args: Sequence[Value]) -> str:
 
 def format_value(fmt: str, *args: Value) -> str:
     """``format(fmt, args...)`` as a Python helper (raises FunctionError)."""
-    return FUNCTIONS["format"](fmt, *args)  # type: ignore[no-any-return]
+    return str(FUNCTIONS["format"](fmt, *args))
 
 
 @_builtin("format", _Param("format", "string"), var=_Param("args", "any", allow_null=True))
@@ -1290,6 +1292,9 @@ def _fn_parseint(s: Value, base: Number) -> Value:
 
 @_builtin("range", var=_Param("params", "number"))
 def _fn_range(*args: Number) -> Value:
+    start: Number
+    end: Number
+    step: Number
     if len(args) == 1:
         start, end, step = 0, args[0], (-1 if args[0] < 0 else 1)
     elif len(args) == 2:
@@ -1485,7 +1490,9 @@ def _fn_trimsuffix(s: str, suffix: str) -> Value:
     return s[: -len(suffix)] if suffix and s.endswith(suffix) else s
 
 
-@_builtin("replace", _Param("str", "string"), _Param("substr", "string"), _Param("replace", "string"))
+@_builtin(
+    "replace", _Param("str", "string"), _Param("substr", "string"), _Param("replace", "string")
+)
 def _fn_replace(s: str, sub: str, rep: str) -> Value:
     return s.replace(sub, rep)
 
@@ -1537,12 +1544,15 @@ _POSIX_CLASSES = {
     "xdigit": "0-9A-Fa-f",
 }
 
-_UNICODE_CLASSES = {
-    "L": "[^\\W\\d_]",
-    "Letter": "[^\\W\\d_]",
-    "N": "\\d",
-    "Nd": "\\d",
-}
+_LETTER_RANGES = (
+    "A-Za-z\\u00aa\\u00b5\\u00ba\\u00c0-\\u00d6\\u00d8-\\u00f6\\u00f8-\\u02c1"
+    "\\u0370-\\u03ff\\u0400-\\u0481\\u048a-\\u052f\\u0531-\\u0556\\u0561-\\u0587"
+    "\\u05d0-\\u05ea\\u0620-\\u064a\\u0904-\\u0939\\u1e00-\\u1fbc\\u3041-\\u3096"
+    "\\u30a1-\\u30fa\\u4e00-\\u9fff\\uac00-\\ud7a3"
+)
+
+# \p{…} classes we can express in Python (approximately, for letters)
+_UNICODE_CLASSES = {"L": _LETTER_RANGES, "Letter": _LETTER_RANGES, "N": "0-9", "Nd": "0-9"}
 
 
 class _RegexError(Exception):
@@ -1552,26 +1562,45 @@ class _RegexError(Exception):
         self.expr = expr
 
 
-def _translate_re2(pattern: str) -> str:
-    """Translate the RE2 syntax Go accepts into an equivalent Python pattern."""
+_FLAG_GROUP = re.compile(r"\(\?([imsU]*)(?:-([imsU]*))?([:)])")
+
+
+def _translate_re2(pattern: str, top: bool = True) -> str:
+    """Translate the RE2 syntax Go accepts into an equivalent Python pattern.
+
+    Go's ``$`` (without ``m``) matches only at the very end, ``\\z`` is Python's
+    ``\\Z``, ``(?i)`` may appear anywhere (it applies to the rest of its
+    group), POSIX classes ``[[:alpha:]]`` and ``\\pL`` exist, and look-arounds
+    and backreferences do not.
+    """
+    multiline = bool(re.search(r"\(\?[a-zA-Z]*m[a-zA-Z]*[-:)]", pattern))
     out: List[str] = []
     i, n = 0, len(pattern)
     in_class = False
-    multiline = False
     while i < n:
         c = pattern[i]
         if c == "\\":
             if i + 1 >= n:
                 raise _RegexError("trailing backslash at end of expression", "")
             d = pattern[i + 1]
-            if d.isdigit() and d != "0" and not in_class:
+            if d in "123456789" and not in_class:
                 raise _RegexError("invalid escape sequence", pattern[i : i + 2])
             if d == "z" and not in_class:
                 out.append("\\Z")
                 i += 2
                 continue
-            if d == "Z":
-                raise _RegexError("invalid escape sequence", "\\Z")
+            if (d in "ZbB" and in_class) or d == "Z":
+                raise _RegexError("invalid escape sequence", pattern[i : i + 2])
+            if d == "x" and i + 2 < n and pattern[i + 2] == "{":
+                end = pattern.find("}", i + 3)
+                hexd = pattern[i + 3 : end] if end > 0 else ""
+                if not hexd or not re.fullmatch(r"[0-9A-Fa-f]+", hexd) or int(hexd, 16) > 0x10FFFF:
+                    raise _RegexError(
+                        "invalid escape sequence", pattern[i : (end + 1 if end > 0 else n)]
+                    )
+                out.append(re.escape(chr(int(hexd, 16))))
+                i = end + 1
+                continue
             if d in "pP":
                 neg = d == "P"
                 if i + 2 < n and pattern[i + 2] == "{":
@@ -1585,19 +1614,13 @@ def _translate_re2(pattern: str) -> str:
                     consumed = 3
                 if name.startswith("^"):
                     neg, name = not neg, name[1:]
-                cls = _UNICODE_CLASSES.get(name)
-                if cls is None:
+                ranges = _UNICODE_CLASSES.get(name)
+                if ranges is None or (neg and in_class):
                     raise _RegexError("invalid character class range", pattern[i : i + consumed])
                 if in_class:
-                    if neg:
-                        raise _RegexError(
-                            "invalid character class range", pattern[i : i + consumed]
-                        )
-                    out.append({"\\d": "\\d"}.get(cls, "^\\W\\d_" if False else "a-zA-Z\\u00c0-\\uffff"))
+                    out.append(ranges)
                 else:
-                    if neg:
-                        cls = "[\\W\\d_]" if cls.startswith("[^") else "\\D"
-                    out.append(cls)
+                    out.append(("[^" if neg else "[") + ranges + "]")
                 i += consumed
                 continue
             if d == "Q":
@@ -1614,16 +1637,12 @@ def _translate_re2(pattern: str) -> str:
                 end = pattern.find(":]", i + 2)
                 if end > 0:
                     name = pattern[i + 2 : end]
-                    neg = name.startswith("^")
-                    if neg:
-                        name = name[1:]
                     if name not in _POSIX_CLASSES:
-                        raise _RegexError("invalid character class range", pattern[i : end + 2])
-                    if neg:
                         raise _RegexError("invalid character class range", pattern[i : end + 2])
                     out.append(_POSIX_CLASSES[name])
                     i = end + 2
                     continue
+            if c == "[":
                 out.append("\\[")
                 i += 1
                 continue
@@ -1645,49 +1664,42 @@ def _translate_re2(pattern: str) -> str:
             continue
         if c == "(" and pattern.startswith("(?", i):
             rest = pattern[i + 2 : i + 4]
-            if rest.startswith("P<") or rest.startswith("<"):
+            if rest.startswith(("P<", "<")):
                 j = i + (4 if rest.startswith("P<") else 3)
                 end = pattern.find(">", j)
                 name = pattern[j:end] if end > 0 else ""
                 if end < 0 or not re.fullmatch(r"[A-Za-z0-9_]+", name):
-                    raise _RegexError("invalid named capture", pattern[i : (end + 1 if end > 0 else n)])
+                    raise _RegexError(
+                        "invalid named capture", pattern[i : (end + 1 if end > 0 else n)]
+                    )
                 out.append(f"(?P<{name}>")
                 i = end + 1
                 continue
-            m = re.match(r"\(\?([imsU]*)(?:-([imsU]*))?([:)])", pattern[i:])
+            m = _FLAG_GROUP.match(pattern, i)
             if not m:
-                end = pattern.find(")", i)
-                raise _RegexError(
-                    "invalid or unsupported Perl syntax", pattern[i : (end if end > 0 else i + 3)]
-                )
-            on, off = m.group(1), m.group(2) or ""
-            if "U" in on or "U" in off:
+                raise _RegexError("invalid or unsupported Perl syntax", pattern[i : i + 3])
+            on, off, kind = m.group(1), m.group(2) or "", m.group(3)
+            if (
+                "U" in on + off
+                or (m.group(2) is not None and not off)
+                or not (on or off or kind == ":")
+            ):
                 raise _RegexError("invalid or unsupported Perl syntax", m.group(0))
-            if "m" in on and m.group(3) == ")":
-                multiline = True
-            if m.group(3) == ")" and i == 0 or (m.group(3) == ")" and not off):
-                # a flag group applying to the rest of the (sub)pattern
-                out.append(f"(?{on})" if on and i == 0 else (f"(?{on}:" if on else "(?:"))
-                if not (on and i == 0):
-                    # wrap the rest of the current group: close it at the group's end
-                    out.append(_translate_re2(_rest_of_group(pattern, i + len(m.group(0)))))
-                    i = i + len(m.group(0)) + len(_rest_of_group(pattern, i + len(m.group(0))))
-                    out.append(")")
-                    continue
-                i += len(m.group(0))
+            i = m.end()
+            if kind == ":":
+                out.append(f"(?{on}-{off}:" if off else f"(?{on}:")
                 continue
-            flags = on + ("-" + off if off else "")
-            out.append(f"(?{flags}:" if m.group(3) == ":" else f"(?{flags}:")
-            if m.group(3) == ")":
-                rest_group = _rest_of_group(pattern, i + len(m.group(0)))
-                out.append(_translate_re2(rest_group))
-                out.append(")")
-                i = i + len(m.group(0)) + len(rest_group)
+            if top and not out and not off:
+                out.append(f"(?{on})")
                 continue
-            i += len(m.group(0))
+            body = _rest_of_group(pattern, i)
+            out.append(f"(?{on}-{off}:" if off else f"(?{on}:")
+            out.append(_translate_re2(body, top=False))
+            out.append(")")
+            i += len(body)
             continue
         if c == "$" and not multiline:
-            out.append("(?!\\n)\\Z" if False else "\\Z")
+            out.append("\\Z")
             i += 1
             continue
         out.append(c)
@@ -1733,19 +1745,15 @@ _PY_TO_GO_RE_ERRORS = [
 ]
 
 
-_RE_CACHE: Dict[str, "re.Pattern[str]"] = {}
+_RE_CACHE: Dict[str, re.Pattern[str]] = {}
 
 
-def _compile_re(pattern: str) -> "re.Pattern[str]":
+def _compile_re(pattern: str) -> re.Pattern[str]:
     """Compile a Go RE2 pattern, raising ``_RegexError`` with Go's wording."""
     cached = _RE_CACHE.get(pattern)
     if cached is not None:
         return cached
     py = _translate_re2(pattern)
-    # RE2 has no look-around and no backreferences.
-    for bad in ("(?=", "(?!", "(?<=", "(?<!", "(?#", "(?>"):
-        if bad in pattern:
-            raise _RegexError("invalid or unsupported Perl syntax", bad)
     try:
         compiled = re.compile(py, re.ASCII)
     except re.error as e:
@@ -1764,7 +1772,7 @@ def _compile_re(pattern: str) -> "re.Pattern[str]":
     return compiled
 
 
-def _regex_result_kind(rx: "re.Pattern[str]") -> str:
+def _regex_result_kind(rx: re.Pattern[str]) -> str:
     names = set(rx.groupindex.values())
     if rx.groups == 0:
         return "string"
@@ -1775,14 +1783,14 @@ def _regex_result_kind(rx: "re.Pattern[str]") -> str:
     return "object" if names else "tuple"
 
 
-def _compile_pattern_arg(pattern: str) -> "re.Pattern[str]":
+def _compile_pattern_arg(pattern: str) -> re.Pattern[str]:
     try:
         return _compile_re(pattern)
     except _RegexError as e:
         raise _ArgError(0, f"invalid regexp pattern: {e.code} in {e.expr}") from None
 
 
-def _regex_result(rx: "re.Pattern[str]", m: "re.Match[str]", kind: str) -> Value:
+def _regex_result(rx: re.Pattern[str], m: re.Match[str], kind: str) -> Value:
     if kind == "string":
         return m.group(0)
     if kind == "tuple":
@@ -1790,9 +1798,9 @@ def _regex_result(rx: "re.Pattern[str]", m: "re.Match[str]", kind: str) -> Value
     return {name: m.group(name) for name in rx.groupindex}
 
 
-def _go_finditer(rx: "re.Pattern[str]", s: str) -> List["re.Match[str]"]:
+def _go_finditer(rx: re.Pattern[str], s: str) -> List[re.Match[str]]:
     """All matches as Go's FindAll: an empty match right after a match is skipped."""
-    out: List["re.Match[str]"] = []
+    out: List[re.Match[str]] = []
     prev_end = -1
     for m in rx.finditer(s):
         if m.start() == m.end() and m.start() == prev_end:
@@ -1819,7 +1827,7 @@ def _fn_regexall(pattern: str, s: str) -> Value:
     return [_regex_result(rx, m, kind) for m in _go_finditer(rx, s)]
 
 
-def _expand_go_template(template: str, rx: "re.Pattern[str]", m: "re.Match[str]") -> str:
+def _expand_go_template(template: str, rx: re.Pattern[str], m: re.Match[str]) -> str:
     """Go's Regexp.Expand: ``$1``, ``${1}``, ``$name``, ``${name}``, ``$$``."""
     out: List[str] = []
     i, n = 0, len(template)
@@ -1895,7 +1903,7 @@ def _fn_length(c: Value) -> Value:
     raise _fail("collection must be a list, a map or a tuple")
 
 
-@_builtin("hasindex", _Param("collection", "any", True), _Param("key", "any", True))
+@_builtin("hasindex", _Param("collection", "any"), _Param("key", "any"))
 def _fn_hasindex(c: Value, key: Value) -> Value:
     if _is_seq(c):
         if not is_number(key):
@@ -1908,7 +1916,7 @@ def _fn_hasindex(c: Value, key: Value) -> Value:
     raise _fail("collection must be a list, a map or a tuple")
 
 
-@_builtin("index", _Param("collection", "any"), _Param("key", "any", True))
+@_builtin("index", _Param("collection", "any"), _Param("key", "any"))
 def _fn_index(c: Value, key: Value) -> Value:
     if _is_seq(c):
         if not is_number(key):
@@ -2069,7 +2077,9 @@ def _fn_reverselist(lst: Value) -> Value:
     return list(reversed(lst))
 
 
-@_builtin("slice", _Param("list", "any"), _Param("start_index", "number"), _Param("end_index", "number"))
+@_builtin(
+    "slice", _Param("list", "any"), _Param("start_index", "number"), _Param("end_index", "number")
+)
 def _fn_slice(lst: Value, start: Number, end: Number) -> Value:
     if not _is_seq(lst):
         raise _ArgError(0, "must be a list or tuple value")
@@ -2100,9 +2110,7 @@ def _fn_zipmap(keys: List[Optional[str]], vals: Value) -> Value:
     if not _is_seq(vals):
         raise _fail("values argument must be a list or tuple value")
     if len(keys) != len(vals):
-        raise _fail(
-            f"number of keys ({len(keys)}) does not match number of values ({len(vals)})"
-        )
+        raise _fail(f"number of keys ({len(keys)}) does not match number of values ({len(vals)})")
     out: Dict[str, Value] = {}
     for i, k in enumerate(keys):
         if k is None:
@@ -2133,7 +2141,7 @@ def _set_member(v: Value, s: Sequence[Value]) -> bool:
     return any(equal(v, o) for o in s)
 
 
-@_builtin("sethaselement", _Param("set", ("set", "any")), _Param("elem", "any", True))
+@_builtin("sethaselement", _Param("set", ("set", "any")), _Param("elem", "any"))
 def _fn_sethaselement(s: List[Value], elem: Value) -> Value:
     return _set_member(elem, s)
 
@@ -2190,7 +2198,7 @@ def _fn_setproduct(*sets: Value) -> Value:
             raise _ArgError(i, "all elements must be of the same type") from None
     result: List[List[Value]] = [[]]
     for lst in lists:
-        result = [prefix + [e] for prefix in result for e in lst]
+        result = [[*prefix, e] for prefix in result for e in lst]
     return result
 
 
@@ -2246,7 +2254,9 @@ def _fn_byteslen(s: str) -> Value:
     return len(s.encode("utf-8"))
 
 
-@_builtin("bytesslice", _Param("buf", "string"), _Param("offset", "number"), _Param("length", "number"))
+@_builtin(
+    "bytesslice", _Param("buf", "string"), _Param("offset", "number"), _Param("length", "number")
+)
 def _fn_bytesslice(s: str, offset: Number, length: Number) -> Value:
     buf = s.encode("utf-8")
     off, ln = _to_int(offset), _to_int(length)
@@ -2614,7 +2624,9 @@ def _fn_formatdate(fmt: str, ts: str) -> Value:
                 elif n == 4:
                     out.append(f"{d.year:04d}")
                 else:
-                    raise _ArgError(0, f'invalid date format verb {q}: year must either be "YY" or "YYYY"')
+                    raise _ArgError(
+                        0, f'invalid date format verb {q}: year must either be "YY" or "YYYY"'
+                    )
             elif c == "M":
                 if n == 1:
                     out.append(str(d.month))
@@ -2626,7 +2638,8 @@ def _fn_formatdate(fmt: str, ts: str) -> Value:
                     out.append(_MONTHS[d.month - 1])
                 else:
                     raise _ArgError(
-                        0, f'invalid date format verb {q}: month must be "M", "MM", "MMM", or "MMMM"'
+                        0,
+                        f'invalid date format verb {q}: month must be "M", "MM", "MMM", or "MMMM"',
                     )
             elif c == "D":
                 if n == 1:
@@ -2645,7 +2658,8 @@ def _fn_formatdate(fmt: str, ts: str) -> Value:
                     out.append(wd)
                 else:
                     raise _ArgError(
-                        0, f'invalid date format verb {q}: day of week must either be "EEE" or "EEEE"'
+                        0,
+                        f'invalid date format verb {q}: day of week must either be "EEE" or "EEEE"',
                     )
             elif c in "hH":
                 h = d.hour
@@ -2656,9 +2670,13 @@ def _fn_formatdate(fmt: str, ts: str) -> Value:
                 elif n == 2:
                     out.append(f"{h:02d}")
                 elif c == "h":
-                    raise _ArgError(0, f'invalid date format verb {q}: 24-hour must either be "h" or "hh"')
+                    raise _ArgError(
+                        0, f'invalid date format verb {q}: 24-hour must either be "h" or "hh"'
+                    )
                 else:
-                    raise _ArgError(0, f'invalid date format verb {q}: 12-hour must either be "H" or "HH"')
+                    raise _ArgError(
+                        0, f'invalid date format verb {q}: 12-hour must either be "H" or "HH"'
+                    )
             elif c in "Aa":
                 if n != 2:
                     raise _ArgError(0, f'invalid date format verb {q}: must be "{c}{c}"')
@@ -2867,16 +2885,17 @@ def _fn_cidrnetmask(prefix: str) -> Value:
 def _subnet(net: _Net, newbits: int, num: int) -> Tuple[int, int]:
     new_prefix = net.prefix + newbits
     if new_prefix > net.bits:
-        raise _fail(
-            f"insufficient address space to extend prefix of {net.prefix} by {newbits}"
-        )
+        raise _fail(f"insufficient address space to extend prefix of {net.prefix} by {newbits}")
     if num < 0 or num > (1 << newbits) - 1:
         raise _fail(f"prefix extension of {newbits} does not accommodate a subnet numbered {num}")
     return net.network | (num << (net.bits - new_prefix)), new_prefix
 
 
 @_builtin(
-    "cidrsubnet", _Param("prefix", "string"), _Param("newbits", "number"), _Param("netnum", "number")
+    "cidrsubnet",
+    _Param("prefix", "string"),
+    _Param("newbits", "number"),
+    _Param("netnum", "number"),
 )
 def _fn_cidrsubnet(prefix: str, newbits: Number, netnum: Number) -> Value:
     nb = _to_int(newbits)
@@ -2898,11 +2917,14 @@ def _fn_cidrsubnets(prefix: str, *newbits: Number) -> Value:
         return []
     lengths = [_to_int_arg(i + 1, nb) for i, nb in enumerate(newbits)]
     total = 1 << net.bits
-    # "current" starts just before the first subnet of the first length
+    # go-cidr's PreviousSubnet: "current" starts just before the first subnet
     first_len = net.prefix + lengths[0]
-    current_start = net.network - (1 << (net.bits - min(first_len, net.bits)))
+    first_len = min(max(first_len, 0), net.bits)
+    current_start = ((net.network - 1) % total) & ~((1 << (net.bits - first_len)) - 1)
     current_len = first_len
     out = []
+    host_mask = (1 << (net.bits - net.prefix)) - 1
+    parent_mask = (total - 1) ^ host_mask
     for i, ln in enumerate(lengths):
         if ln < 1:
             raise _ArgError(i + 1, "must extend prefix by at least one bit")
@@ -2911,21 +2933,17 @@ def _fn_cidrsubnets(prefix: str, *newbits: Number) -> Value:
         ln += net.prefix
         if ln > net.bits:
             proto = {32: "IPv4", 128: "IPv6"}.get(net.bits, "IP")
-            if net.mapped:
-                proto = "IPv6"
             raise _ArgError(
                 i + 1, f"would extend prefix to {ln} bits, which is too long for an {proto} address"
             )
-        # go-cidr NextSubnet: the subnet of length ln after the current one
-        size_cur = 1 << (net.bits - current_len)
-        last = current_start + size_cur - 1  # last address of current
+        # go-cidr's NextSubnet: the subnet of length ln after the current one
+        current_last = current_start + (1 << (net.bits - current_len)) - 1
         size_new = 1 << (net.bits - ln)
-        nxt = ((last & ~(size_new - 1)) if current_len > ln else last) + 1
-        nxt &= ~(size_new - 1)
-        host_mask = (1 << (net.bits - net.prefix)) - 1
-        parent_mask = ((1 << net.bits) - 1) ^ host_mask
-        if nxt >= total or nxt < 0 or (nxt & parent_mask) != net.network:
-            cur_str = _net_string(_Net(current_start % total, net.bits, current_len, net.mapped), current_len)
+        nxt = (current_last & ~(size_new - 1)) + size_new
+        if nxt >= total or (nxt & parent_mask) != net.network:
+            cur_str = _net_string(
+                _Net(current_start, net.bits, current_len, net.mapped), current_len
+            )
             raise _ArgError(
                 i + 1,
                 f"not enough remaining address space for a subnet with a prefix of {ln} bits "
@@ -2951,9 +2969,7 @@ def _fn_bcrypt(s: str, *cost: Number) -> Value:
     try:
         import bcrypt as _bcrypt  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        raise _fail(
-            'bcrypt needs the Python package "bcrypt", which is not installed'
-        ) from None
+        raise _fail('bcrypt needs the Python package "bcrypt", which is not installed') from None
     if c < 4:
         c = 10
     if c > 31:
@@ -3264,7 +3280,3 @@ def _semver_satisfies(v: _SemVer, constraint: str) -> bool:
 @_builtin("semvercmp", _Param("version", "string"), _Param("constraint", "string"))
 def _fn_semvercmp(version: str, constraint: str) -> Value:
     return _semver_satisfies(_parse_semver(version), constraint)
-
-
-def _invalid_op() -> None:  # pragma: no cover - keeps InvalidOperation imported for Decimal users
-    raise InvalidOperation

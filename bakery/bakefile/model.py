@@ -134,6 +134,8 @@ class Config:
     variables: List[VariableInfo] = field(default_factory=list)
     # where each target/group was first defined (for error messages)
     positions: Dict[Tuple[str, str], Pos] = field(default_factory=dict)
+    # things a user should know that are not errors (ignored attributes...)
+    warnings: List[str] = field(default_factory=list)
 
 
 assert {f.attr for f in FIELDS} | {"name", "inherits", "linked"} == {

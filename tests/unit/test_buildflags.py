@@ -451,7 +451,9 @@ def test_merge_cache_from_inherits() -> None:
     ([], ["a"], ["a"]),
 ], ids=repr)
 def test_merge_cache(a: Any, b: Any, expected: List[str]) -> None:
-    wrap = (lambda xs: None if xs is None else [R(x) for x in xs])
+    def wrap(xs: Any) -> Any:
+        return None if xs is None else [R(x) for x in xs]
+
     assert refs(bf.merge("cache-to", wrap(a), wrap(b)) or []) == expected
 
 

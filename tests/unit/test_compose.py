@@ -918,7 +918,7 @@ def test_env_file(tmp_path: Path) -> None:
 
 def test_missing_env_file(tmp_path: Path) -> None:
     text = "services:\n  a:\n    build: .\n    env_file: nope.env\n"
-    with pytest.raises(BakeryError, match="env file .*nope.env not found"):
+    with pytest.raises(BakeryError, match=r"env file .*nope\.env not found"):
         load_compose([("c.yml", text)], {}, workdir=str(tmp_path))
     optional = "services:\n  a:\n    build: .\n    env_file:\n      - path: nope.env\n        required: false\n"
     assert load_compose([("c.yml", optional)], {}, workdir=str(tmp_path))[1] == [
@@ -981,9 +981,7 @@ def test_extends_file(tmp_path: Path) -> None:
         "services:\n  base:\n    build:\n      context: ./app\n      target: prod\n"
     )
     text = "services:\n  web:\n    extends:\n      file: sub/common.yml\n      service: base\n"
-    assert _load(text, workdir=str(tmp_path)) == {
-        "web": {"context": "sub/app", "target": "prod"}
-    }
+    assert _load(text, workdir=str(tmp_path)) == {"web": {"context": "sub/app", "target": "prod"}}
 
 
 def test_several_files_merge() -> None:
@@ -1003,7 +1001,9 @@ def test_several_files_merge() -> None:
 
 
 def test_reset_and_override_tags() -> None:
-    base = "services:\n  app:\n    build:\n      context: .\n      args: {A: '1'}\n      target: t\n"
+    base = (
+        "services:\n  app:\n    build:\n      context: .\n      args: {A: '1'}\n      target: t\n"
+    )
     over = "services:\n  app:\n    build:\n      args: !override {B: '2'}\n      target: !reset\n"
     _, targets = load_compose([("a.yml", base), ("b.yml", over)], {}, dotenv=False)
     assert targets == [("app", {"context": ".", "args": {"B": "2"}})]
@@ -1094,7 +1094,12 @@ def _corpus_cases() -> List[Any]:
         if not files:
             files = [
                 n
-                for n in ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+                for n in (
+                    "compose.yaml",
+                    "compose.yml",
+                    "docker-compose.yml",
+                    "docker-compose.yaml",
+                )
                 if (case / n).is_file()
             ][:1]
         names = [f for f in files if f.endswith((".yml", ".yaml"))]

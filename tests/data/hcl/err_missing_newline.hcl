@@ -1,0 +1,3 @@
+target "app" {
+  context = "." dockerfile = "Dockerfile"
+}

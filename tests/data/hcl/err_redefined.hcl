@@ -1,0 +1,4 @@
+target "app" {
+  tags = ["a"]
+  tags = ["b"]
+}

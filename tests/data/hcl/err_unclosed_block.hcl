@@ -1,0 +1,5 @@
+target "app" {
+  tags = ["a"]
+
+target "b" {
+}

@@ -1,0 +1,3 @@
+variable "X" {
+  default = "unterminated
+}
