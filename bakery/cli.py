@@ -74,7 +74,7 @@ def _vars(specs: Sequence[str]) -> Dict[str, str]:
     return out
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace):
     from bakery.bakefile.loader import load
 
     cfg = load(
@@ -100,7 +100,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for name in sorted(resolved.targets):
         t = resolved.targets[name]
         plats = ", ".join(t.platforms or ["local"])
-        where = t.dockerfile_inline and "<inline Dockerfile>" or f"{t.context}/{t.dockerfile}"
+        where = (t.dockerfile_inline and "<inline Dockerfile>") or f"{t.context}/{t.dockerfile}"
         stage = f" (stage {t.target})" if t.target else ""
         print(f"{name}: {where}{stage} for {plats}")
         outputs = target_to_json(t).get("output")

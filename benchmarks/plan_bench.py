@@ -25,7 +25,7 @@ import time
 from typing import Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_bake import generate  # noqa: E402
+from gen_bake import generate
 
 
 def timed(cmd: List[str], cwd: str, env: Dict[str, str]) -> float:

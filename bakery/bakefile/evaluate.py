@@ -28,6 +28,7 @@ gives one target ``app`` with ``tags = ["app:latest"]`` (or ``app:dev`` with
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import re
@@ -108,10 +109,8 @@ def convert(value: Value, t: Any, ctx: Optional[hcl.EvalContext] = None) -> Valu
             for v in items:
                 if v not in out:
                     out.append(v)
-            try:
+            with contextlib.suppress(TypeError):
                 out.sort(key=lambda v: (not isinstance(v, str), v))
-            except TypeError:
-                pass
             return out
         return items
     if kind == "tuple":
@@ -157,7 +156,7 @@ def _parse_go_bool(s: str) -> bool:
 
 def _parse_go_float(s: str) -> Value:
     try:
-        n = float(s.replace("_", "") if "_" in s and False else s)
+        n = float(s.replace("_", "") if False else s)
     except ValueError:
         raise ValueError(f'strconv.ParseFloat: parsing "{s}": invalid syntax') from None
     if n != n or n in (float("inf"), float("-inf")):
@@ -256,7 +255,7 @@ class _Instance:
         f = FIELD_BY_KEY.get(key)
         if v is None:
             return None
-        if f is not None and f.merge == "flags" or key in ("cache-to", "output", "policy"):
+        if (f is not None and f.merge == "flags") or key in ("cache-to", "output", "policy"):
             return [e.to_json() if hasattr(e, "to_json") else e for e in v]
         if isinstance(v, tuple):
             return list(v)
@@ -458,11 +457,11 @@ class _Evaluator:
 
     def _def_pos(self, name: str) -> Optional[Pos]:
         if name in self.attrs:
-            return self.attrs[name].pos  # type: ignore[no-any-return]
+            return self.attrs[name].pos
         vb = self.vars.get(name)
         if vb is not None:
             d = vb.body.attributes.get("default")
-            return d.expr.pos if d is not None else vb.pos  # type: ignore[no-any-return]
+            return d.expr.pos if d is not None else vb.pos
         return None
 
     def _compute_value(self, name: str) -> Value:

@@ -12,6 +12,7 @@ corrupt entry is ignored and rewritten.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -25,8 +26,8 @@ from bakery import __version__
 from bakery.errors import BakeryError, register_source
 
 __all__ = [
-    "BakeFile",
     "DEFAULT_FILES",
+    "BakeFile",
     "builtin_variables",
     "cache_dir",
     "local_platform",
@@ -126,10 +127,8 @@ def parse_cached(kind: str, f: BakeFile, parse: Callable[[str, str], Any]) -> An
                 pickle.dump(body, fh, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, path)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
             raise
     except OSError:
         pass  # a read-only cache never fails a plan

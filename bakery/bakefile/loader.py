@@ -7,8 +7,7 @@ checks buildx makes before printing (secret sources must exist).
 
 from __future__ import annotations
 
-
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from bakery.bakefile import buildflags, compose, hcl
 from bakery.bakefile.evaluate import evaluate_bodies
@@ -48,6 +47,7 @@ def load_files(
     files: Sequence[BakeFile],
     cli_vars: Mapping[str, str],
     env: Mapping[str, str],
+    cwd: str = ".",
 ) -> Config:
     allow_env = not _truthy(env.get("BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP"))
 
@@ -70,11 +70,13 @@ def load_files(
     if compose_files:
         cenv = dict(env) if allow_env else {}
         cenv.update(cli_vars)
-        groups, targets = compose.load_compose([(f.name, f.text) for f in compose_files], cenv)
-        for gname, members in groups:
+        cgroups, ctargets = compose.load_compose(
+            [(f.name, f.text) for f in compose_files], cenv, workdir=cwd
+        )
+        for gname, members in cgroups:
             base.groups.append(Group(gname, tuple(members)))
-        by_name = {}
-        for tname, attrs in targets:
+        by_name: Dict[str, Target] = {}
+        for tname, attrs in ctargets:
             t = compose_target(tname, attrs)
             if tname in by_name:
                 by_name[tname] = merge_targets(by_name[tname], t)
@@ -122,7 +124,7 @@ def load(
     cwd: str = ".",
     stdin: Any = None,
 ) -> Config:
-    return load_files(read_files(files, cwd, stdin), cli_vars, env)
+    return load_files(read_files(files, cwd, stdin), cli_vars, env, cwd)
 
 
 def resolve_targets(

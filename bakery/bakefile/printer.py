@@ -16,7 +16,7 @@ from typing import Any, Dict, Mapping
 from bakery.bakefile.model import FIELDS, Group, Target
 from bakery.bakefile.resolve import Resolved
 
-__all__ = ["print_json", "target_to_json", "group_to_json"]
+__all__ = ["group_to_json", "print_json", "target_to_json"]
 
 _ESCAPED = {"args", "labels", "extra-hosts", "annotations", "dockerfile-inline"}
 

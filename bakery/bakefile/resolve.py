@@ -434,9 +434,12 @@ def _load_links(r: _Resolver, name: str, t: Target, targets: Dict[str, Target], 
         if ents != list(t.entitlements or []):
             t = t.evolve(entitlements=ents)
             targets[name] = t
-        if len(t.platforms or []) > 1 and len(t2.platforms or []) > 1:
-            if not set(t.platforms or []) <= set(t2.platforms or []):
-                raise BakeryError(
-                    f"target {other} can't be used by {name} because its platforms "
-                    f"{t.platforms} are not a subset of {t2.platforms}"
-                )
+        if (
+            len(t.platforms or []) > 1
+            and len(t2.platforms or []) > 1
+            and not set(t.platforms or []) <= set(t2.platforms or [])
+        ):
+            raise BakeryError(
+                f"target {other} can't be used by {name} because its platforms "
+                f"{t.platforms} are not a subset of {t2.platforms}"
+            )

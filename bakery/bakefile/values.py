@@ -128,7 +128,7 @@ def _parse_number(s: str) -> Number:
 
 def to_number(v: Value) -> Number:
     if is_number(v):
-        return v  # type: ignore[no-any-return]
+        return v
     if isinstance(v, str):
         try:
             return _parse_number(v)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -19,7 +19,7 @@ def cfg(*items: Any) -> Config:
     return c
 
 
-def printed(c: Config, names: List[str], sets: List[str] = (), env: Dict[str, str] = None) -> Dict[str, Any]:
+def printed(c: Config, names: List[str], sets: List[str] = (), env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     r = read_targets(c, names, list(sets), env or {})
     return {
         "group": {k: list(v.targets) for k, v in r.groups.items()},
