@@ -89,14 +89,24 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    if args.print_json:
+        from bakery.bakefile.files import read_files
+        from bakery.bakefile.loader import plan_print
+
+        files = read_files(args.file, os.getcwd())
+        text, warnings = plan_print(
+            files, _vars(args.var), os.environ, os.getcwd(), args.targets, args.set
+        )
+        for w in warnings:
+            sys.stderr.write(w + "\n")
+        sys.stdout.write(text + "\n")
+        return 0
+
     from bakery.bakefile.loader import resolve_targets
-    from bakery.bakefile.printer import print_json, target_to_json
+    from bakery.bakefile.printer import target_to_json
 
     cfg = _load(args)
     resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
-    if args.print_json:
-        sys.stdout.write(print_json(resolved) + "\n")
-        return 0
     for name in sorted(resolved.targets):
         t = resolved.targets[name]
         plats = ", ".join(t.platforms or ["local"])

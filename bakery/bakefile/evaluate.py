@@ -53,6 +53,9 @@ from bakery.errors import BakeryError, Pos, closest
 __all__ = ["Config", "VariableInfo", "evaluate_bodies", "validate_name"]
 
 BLOCK_TYPES = ("group", "target")
+# functions whose result is not determined by their arguments (the clock,
+# randomness, the user's home directory): a Config using them is not cached
+IMPURE_FUNCTIONS = frozenset({"timestamp", "uuidv4", "bcrypt", "homedir"})
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 
@@ -354,6 +357,8 @@ class _Functions(Mapping):
     def __getitem__(self, name: str) -> Callable[..., Value]:
         fn = FUNCTIONS.get(name)
         if fn is not None:
+            if name in IMPURE_FUNCTIONS:
+                self.ev.impure = True
             return fn
         return self.ev.resolve_function(name)
 
@@ -378,6 +383,7 @@ class _Evaluator:
         builtins: Mapping[str, str],
     ):
         self.lookup = lookup
+        self.impure = False
         self.builtins = dict(builtins)
         self.values: Dict[str, Value] = {}
         self.progress: List[str] = []
@@ -813,6 +819,7 @@ class _Evaluator:
             )
         cfg.targets = list(targets.values())
         cfg.groups = list(groups.values())
+        cfg.impure = self.impure
         return cfg
 
 

@@ -102,36 +102,84 @@ def cache_dir() -> str:
     return os.path.join(base, "bakery")
 
 
-def parse_cached(kind: str, f: BakeFile, parse: Callable[[str, str], Any]) -> Any:
-    """``parse(text, name)``, memoised on disk by content digest."""
-    if os.environ.get("BAKERY_NO_PARSE_CACHE"):
-        return parse(f.text, f.name)
+_CODE: List[str] = []
+
+
+def _code_fingerprint() -> str:
+    """bakery's version plus the size and mtime of its bake-layer sources, so
+    a changed bakery (even at the same version) never reads stale entries."""
+    if not _CODE:
+        here = os.path.dirname(os.path.abspath(__file__))
+        parts = [__version__, sys.version]
+        for d in (here, os.path.join(here, "hcl"), os.path.dirname(here)):
+            try:
+                names = sorted(os.listdir(d))
+            except OSError:
+                continue
+            for n in names:
+                if n.endswith(".py"):
+                    try:
+                        st = os.stat(os.path.join(d, n))
+                    except OSError:
+                        continue
+                    parts.append(f"{n}:{st.st_size}:{st.st_mtime_ns}")
+        _CODE.append("|".join(parts))
+    return _CODE[0]
+
+
+def digest(*parts: str) -> str:
+    """A cache key over bakery's code (see above) and ``parts``."""
     h = hashlib.sha256()
-    for part in (__version__, sys.version, kind, f.name, f.text):
+    for part in (_code_fingerprint(), *parts):
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\0")
-    key = h.hexdigest()
-    d = os.path.join(cache_dir(), "parse")
-    path = os.path.join(d, key[:2], key + ".pickle")
+    return h.hexdigest()
+
+
+def _cache_path(kind: str, key: str) -> str:
+    return os.path.join(cache_dir(), kind, key[:2], key + ".pickle")
+
+
+def cache_get(kind: str, key: str) -> Any:
+    """A cached object, or None (a missing or unreadable entry is a miss)."""
+    if os.environ.get("BAKERY_NO_PARSE_CACHE"):
+        return None
     try:
-        with open(path, "rb") as fh:
+        with open(_cache_path(kind, key), "rb") as fh:
             return pickle.load(fh)
-    except Exception:  # a missing or unreadable entry is just a miss
-        pass
-    body = parse(f.text, f.name)
+    except Exception:
+        return None
+
+
+def cache_put(kind: str, key: str, obj: Any) -> None:
+    """Store ``obj`` atomically (temp file + rename); never fails the caller."""
+    if os.environ.get("BAKERY_NO_PARSE_CACHE"):
+        return
+    path = _cache_path(kind, key)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                pickle.dump(body, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, path)
         except BaseException:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(tmp)
+            except OSError:
+                pass
             raise
-    except OSError:
-        pass  # a read-only cache never fails a plan
+    except (OSError, pickle.PicklingError, RecursionError):
+        pass  # a read-only or full cache never fails a plan
+
+
+def parse_cached(kind: str, f: BakeFile, parse: Callable[[str, str], Any]) -> Any:
+    """``parse(text, name)``, memoised on disk by content digest."""
+    key = digest(kind, f.name, f.text)
+    body = cache_get("parse", key)
+    if body is None:
+        body = parse(f.text, f.name)
+        cache_put("parse", key, body)
     return body
 
 

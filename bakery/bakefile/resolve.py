@@ -47,28 +47,30 @@ __all__ = [
 
 def merge_targets(a: Target, b: Target) -> Target:
     """``a`` with ``b`` merged on top (buildx's Target.Merge)."""
+    ad = a.__dict__
     changes: Dict[str, Any] = {}
-    for f in FIELDS:
-        bv = b.get(f)
+    for f, bv in zip(FIELDS, [b.__dict__[f.attr] for f in FIELDS]):
         if bv is None:
             continue
-        av = a.get(f)
-        if f.merge == "replace":
-            if f.key == "description" and bv == "":
+        how = f.merge
+        if how == "replace":
+            if bv == "" and f.key == "description":
                 continue
             changes[f.attr] = bv
-        elif f.merge == "append":
-            changes[f.attr] = [*(av or []), *bv]
-        elif f.merge == "mapmerge":
-            m = dict(av or {})
+        elif how == "append":
+            av = ad[f.attr]
+            changes[f.attr] = [*av, *bv] if av else list(bv)
+        elif how == "mapmerge":
+            m = dict(ad[f.attr] or {})
             for k, v in bv.items():
                 if v is None and f.kind == "strmap":
                     continue
                 m[k] = v
             changes[f.attr] = m
         else:  # buildflags kinds
-            changes[f.attr] = buildflags.merge(f.kind, av, bv)
-    changes["inherits"] = (*a.inherits, *b.inherits)
+            changes[f.attr] = buildflags.merge(f.kind, ad[f.attr], bv)
+    if b.inherits:
+        changes["inherits"] = (*a.inherits, *b.inherits)
     return a.evolve(**changes)
 
 
@@ -285,6 +287,7 @@ class _Resolver:
         self.overrides = overrides
         self.by_name = {t.name: t for t in cfg.targets}
         self.groups = {g.name: g for g in cfg.groups}
+        self.memo: Dict[str, Target] = {}
 
     def group(self, name: str, visited: Dict[str, Tuple[List[str], List[str]]]) -> Tuple[List[str], List[str]]:
         if name in visited:
@@ -305,10 +308,23 @@ class _Resolver:
         visited[name] = (targets, groups)
         return targets, groups
 
-    def target(self, name: str, visited: Dict[str, Optional[Target]], chain: List[str]) -> Optional[Target]:
-        if name in visited:
-            return visited[name]
-        visited[name] = None
+    def target(self, name: str, chain: List[str]) -> Target:
+        """``name`` with its inherits chain merged, overrides applied.
+
+        Memoised: a parent shared by a thousand targets is resolved once.
+        A cycle in ``inherits`` is an error (buildx silently drops the
+        back edge, which hides a mistake).
+        """
+        done = self.memo.get(name)
+        if done is not None:
+            return done
+        if name in chain:
+            cycle = " -> ".join([*chain[chain.index(name):], name])
+            raise BakeryError(
+                f"inherits cycle: {cycle}",
+                self.cfg.positions.get(("target", chain[-1])),
+                hint="a target cannot inherit from itself, directly or through its parents",
+            )
         t = self.by_name.get(name)
         if t is None and name in self.groups:
             g = self.groups[name]
@@ -321,23 +337,22 @@ class _Resolver:
             names = list(self.by_name) + list(self.groups)
             hint = closest(name, names)
             where = f" (inherited by {chain[-1]})" if chain else ""
-            raise BakeryError(f"failed to find target {name}{where}", self.cfg.positions.get(("target", chain[-1])) if chain else None,
-                              hint=hint or "run `bakery ls` to see the targets")
+            raise BakeryError(
+                f"failed to find target {name}{where}",
+                self.cfg.positions.get(("target", chain[-1])) if chain else None,
+                hint=hint or "run `bakery ls` to see the targets",
+            )
         base = Target(name=name)
         for parent in t.inherits:
-            pt = self.target(parent, visited, [*chain, name])
-            if pt is not None:
-                base = merge_targets(base, pt)
-        merged = merge_targets(merge_targets(Target(name=name), base), t)
+            base = merge_targets(base, self.target(parent, [*chain, name]))
+        merged = merge_targets(base, t)
         merged = apply_overrides(merged, self.overrides.get(name, {}))
         merged = normalize_target(merged)
-        visited[name] = merged
+        self.memo[name] = merged
         return merged
 
     def resolve(self, name: str) -> Target:
-        t = self.target(name, {}, [])
-        assert t is not None
-        t = t.evolve(inherits=())
+        t = self.target(name, []).evolve(inherits=())
         if t.context is None:
             t = t.evolve(context=".")
         if not t.dockerfile:

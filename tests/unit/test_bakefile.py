@@ -256,3 +256,20 @@ def test_error_catalogue(text: str, env: Dict[str, str], message: Optional[str],
         assert e.value.pos is not None and (e.value.pos.line, e.value.pos.col) == where
     # every error names its file
     assert e.value.pos is None or e.value.pos.file == "docker-bake.hcl"
+
+
+def test_print_json_matches_json_module_and_go_escaping() -> None:
+    from bakery.bakefile.model import Group, Target
+    from bakery.bakefile.printer import print_json
+    from bakery.bakefile.resolve import Resolved
+
+    r = Resolved(
+        {"a": Target("a", context=".", dockerfile="Dockerfile", args={"X": "<&>", "U": "é\u2028"},
+                     tags=[], pull=False, network="")},
+        {"default": Group("default", ("a",))},
+    )
+    text = print_json(r)
+    assert json.loads(text) == document(r)
+    assert '"X": "\\u003c\\u0026\\u003e"' in text and "é" in text and "\\u2028" in text
+    assert text == json.dumps(document(r), indent=2, ensure_ascii=False).replace("<", "\\u003c").replace(
+        ">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028")

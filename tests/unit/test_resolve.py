@@ -199,3 +199,27 @@ def test_merge_is_pure() -> None:
 def test_normalize_drops_empty_contexts_and_duplicates() -> None:
     t = normalize_target(Target("a", contexts={"x": "", "y": "z"}, tags=["a", "", "a"]))
     assert t.contexts == {"y": "z"} and t.tags == ["a"]
+
+
+def test_inherits_cycle_is_an_error() -> None:
+    c = cfg(Target("a", inherits=("b",)), Target("b", inherits=("c",)), Target("c", inherits=("a",)))
+    with pytest.raises(BakeryError) as e:
+        printed(c, ["a"])
+    assert e.value.message == "inherits cycle: a -> b -> c -> a"
+
+
+def test_diamond_inheritance_merges_the_shared_parent_once() -> None:
+    c = cfg(
+        Target("base", annotations=["x=1"], args={"B": "1"}),
+        Target("l", inherits=("base",), args={"L": "1"}),
+        Target("r", inherits=("base",), args={"R": "1"}),
+        Target("leaf", inherits=("l", "r")),
+    )
+    out = printed(c, ["leaf"])["target"]["leaf"]
+    assert out["args"] == {"B": "1", "L": "1", "R": "1"} and out["annotations"] == ["x=1"]
+
+
+def test_evolve_copies() -> None:
+    a = Target("a", tags=["x"])
+    b = a.evolve(tags=["y"])
+    assert a.tags == ["x"] and b.tags == ["y"] and b.name == "a" and b == Target("a", tags=["y"])
