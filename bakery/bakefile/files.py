@@ -164,10 +164,8 @@ def cache_put(kind: str, key: str, obj: Any) -> None:
                 pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, path)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
             raise
     except (OSError, pickle.PicklingError, RecursionError):
         pass  # a read-only or full cache never fails a plan
