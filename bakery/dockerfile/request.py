@@ -1,0 +1,50 @@
+"""What the frontend is asked to build: one target on one platform.
+
+The graph layer makes a :class:`BuildRequest` from each resolved bake target
+and platform; ``bakery.dockerfile.convert.convert(request, image_config)``
+turns it into an :class:`~bakery.graph.ops.Export`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Mapping, Optional, Tuple, Union
+
+from bakery.graph.ops import ImageSource, Platform, Ref
+
+__all__ = ["BuildRequest", "ImageConfigResolver", "NamedContext"]
+
+# A named context (``contexts = { name = ... }``) as the frontend sees it:
+# an image reference (from "docker-image://REF" or a bare "REF:TAG"),
+# a local directory (absolute path), or another target's result (a Ref).
+NamedContext = Union[ImageSource, str, Ref]
+
+# Returns the OCI image config ("config" object of the image configuration:
+# Env, WorkingDir, User, Cmd, Entrypoint, Labels, ExposedPorts, Volumes,
+# StopSignal, Healthcheck, Shell, OnBuild) for an image, or None when it is
+# not known (``bakery plan`` never touches the network).
+ImageConfigResolver = Callable[[ImageSource], Optional[Mapping[str, object]]]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    target: str  # the bake target's name (for messages and the Export)
+    dockerfile: str  # the Dockerfile's text
+    dockerfile_name: str  # its path, for error positions
+    context: str  # absolute path of the local build context
+    platform: Platform  # the target platform
+    build_platform: Platform  # the platform bakery runs on (BUILDPLATFORM)
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    stage: Optional[str] = None  # the `target` attribute; None = the last stage
+    named_contexts: Mapping[str, NamedContext] = field(default_factory=dict)
+    dockerignore: Tuple[str, ...] = ()  # patterns of the applicable .dockerignore
+    labels: Mapping[str, str] = field(default_factory=dict)
+    network: str = "default"
+    extra_hosts: Tuple[str, ...] = ()
+    no_cache_filter: Tuple[str, ...] = ()
+    secrets: Tuple[str, ...] = ()  # ids the target provides
+    ssh: Tuple[str, ...] = ()  # ids the target provides
+    source_date_epoch: Optional[int] = None
+
+    def arg_overrides(self) -> Dict[str, str]:
+        return dict(self.build_args)

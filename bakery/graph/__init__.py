@@ -1,0 +1,1 @@
+"""The build graph: operations with content cache keys, merged across targets."""
