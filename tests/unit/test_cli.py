@@ -1,0 +1,123 @@
+"""The command line: exit codes, messages, --print, ls, stdin, --debug."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import List, Optional
+
+import pytest
+
+from bakery import __version__
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLE = os.path.join(ROOT, "examples", "monorepo")
+
+
+def run(args: List[str], cwd: str, stdin: Optional[str] = None, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    e = {k: v for k, v in os.environ.items() if k not in ("VERSION", "REGISTRY")}
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bakery", *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=e,
+    )
+
+
+def test_version_and_help(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = run(["--version"], str(tmp_path))
+    assert r.returncode == 0 and r.stdout.strip() == f"bakery {__version__}"
+    r = run(["--help"], str(tmp_path))
+    assert r.returncode == 0 and "plan" in r.stdout and "ls" in r.stdout
+
+
+def test_plan_print_example() -> None:
+    r = run(["plan", "--print"], EXAMPLE)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["group"]["default"]["targets"] == ["services"]
+    assert sorted(doc["target"]) == ["api", "base", "web-debug", "web-plain", "worker"]
+    assert doc["target"]["api"]["platforms"] == ["linux/amd64", "linux/arm64"]
+    assert doc["target"]["base"]["output"] == [{"type": "cacheonly"}]
+
+
+def test_plan_text_and_set_and_var() -> None:
+    r = run(["plan", "--var", "VERSION=9", "--set", "*.platform=linux/arm64", "api"], EXAMPLE)
+    assert r.returncode == 0, r.stderr
+    assert "api: services/api/Dockerfile for linux/arm64" in r.stdout
+    assert "127.0.0.1:5000/bakery-example/api:9" in r.stdout
+
+
+def test_ls_text_and_json() -> None:
+    r = run(["ls"], EXAMPLE)
+    assert r.returncode == 0
+    assert "variable  REGISTRY" in r.stdout and "group     services" in r.stdout
+    doc = json.loads(run(["ls", "--format", "json"], EXAMPLE).stdout)
+    assert {v["name"] for v in doc["variables"]} >= {"REGISTRY", "VERSION", "PLATFORMS"}
+    assert next(v for v in doc["variables"] if v["name"] == "PLATFORMS")["type"] == "list(string)"
+
+
+def test_stdin_bake_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = run(["plan", "-f", "-", "--print", "a"], str(tmp_path), stdin='target "a" {\n  tags = ["x"]\n}\n')
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["target"]["a"]["tags"] == ["x"]
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('target "a" {\n  tags = [nope]\n}\n',
+         'docker-bake.hcl:2:11: error: Unknown variable; There is no variable named "nope".\n'
+         "    2 |   tags = [nope]\n      |           ^\n"),
+        ('target "a" {\n  tags = ["x"\n}\n', "docker-bake.hcl:"),
+    ],
+)
+def test_user_errors_exit_1_without_traceback(tmp_path, text: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "docker-bake.hcl").write_text(text)
+    r = run(["plan", "--print", "a"], str(tmp_path))
+    assert r.returncode == 1
+    assert r.stderr.startswith(expected)
+    assert "Traceback" not in r.stderr
+
+
+def test_no_bake_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = run(["plan"], str(tmp_path))
+    assert r.returncode == 1 and "error: no bake file found" in r.stderr and "hint:" in r.stderr
+
+
+def test_missing_named_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = run(["plan", "-f", "nope.hcl"], str(tmp_path))
+    assert r.returncode == 1 and "failed to read nope.hcl: no such file" in r.stderr
+
+
+def test_debug_shows_traceback(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = run(["--debug", "plan", "-f", "nope.hcl"], str(tmp_path))
+    assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+def test_internal_error_exit_2(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from bakery import cli
+
+    def boom(args):  # type: ignore[no-untyped-def]
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setitem(cli.COMMANDS, "plan", boom)
+    assert cli.main(["plan"]) == 2
+
+
+def test_default_file_discovery_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "docker-bake.hcl").write_text('target "a" {\n  tags = ["hcl"]\n}\n')
+    (tmp_path / "docker-bake.override.hcl").write_text('target "a" {\n  tags = ["override"]\n}\n')
+    (tmp_path / "bakery.toml").write_text('[target.a]\nargs = { T = "toml" }\n')
+    r = run(["plan", "--print", "a"], str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    a = json.loads(r.stdout)["target"]["a"]
+    assert a["tags"] == ["override"] and a["args"] == {"T": "toml"}
+
+
+def test_bake_local_platform(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bakery.bakefile.files import local_platform
+
+    (tmp_path / "docker-bake.hcl").write_text('target "a" {\n  platforms = [BAKE_LOCAL_PLATFORM]\n}\n')
+    r = run(["plan", "--print", "a"], str(tmp_path))
+    assert json.loads(r.stdout)["target"]["a"]["platforms"] == [local_platform()]
