@@ -111,7 +111,7 @@ class Mount:
 
     type: str  # bind | cache | tmpfs | secret | ssh
     target: str
-    source: Optional["Ref"] = None
+    source: Optional[Ref] = None
     selector: str = ""  # path inside source
     readonly: bool = False
     cache_id: str = ""
@@ -129,7 +129,7 @@ class Mount:
 class Exec:
     """Run ``args`` on ``rootfs`` (a RUN step); its output is the new rootfs."""
 
-    rootfs: "Ref"
+    rootfs: Ref
     args: Tuple[str, ...]
     env: Tuple[str, ...]
     cwd: str
@@ -149,7 +149,7 @@ class Exec:
 
 @dataclass(frozen=True)
 class Copy:
-    source: "Ref"
+    source: Ref
     src: Tuple[str, ...]  # paths (wildcards allowed) inside source
     dest: str
     chown: str = ""  # "uid:gid" after user/group resolution, or "" to keep
@@ -201,7 +201,7 @@ FileAction = Union[Copy, Mkdir, Mkfile, Rm, Symlink]
 class FileOp:
     """File actions applied in order on ``base`` (None = scratch)."""
 
-    base: Optional["Ref"]
+    base: Optional[Ref]
     actions: Tuple[FileAction, ...]
     platform: Optional[Platform] = None
     description: str = field(default="", compare=False)
@@ -212,7 +212,7 @@ class FileOp:
 class Merge:
     """Layers of ``inputs`` stacked in order (``COPY --link``)."""
 
-    inputs: Tuple["Ref", ...]
+    inputs: Tuple[Ref, ...]
     description: str = field(default="", compare=False)
 
 
