@@ -1,0 +1,1 @@
+"""The embedded engine: scheduler, content store, snapshots, sandbox."""
