@@ -191,7 +191,7 @@ class Store:
         path = self.record_path(key)
         with contextlib.suppress(OSError):
             os.utime(path)  # last use, cheaply: the file's mtime
-        return doc["result"]  # type: ignore[no-any-return]
+        return doc["result"]
 
     def _read_record(self, key: str) -> Optional[Dict[str, Any]]:
         try:
