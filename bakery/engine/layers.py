@@ -254,8 +254,13 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def apply_layer(src: IO[bytes], root: str) -> None:
-    """Extract a layer tar onto ``root`` (which holds the lower layers)."""
+def apply_layer(src: IO[bytes], root: str, overlay: bool = False) -> None:
+    """Extract a layer tar onto ``root`` (which holds the lower layers).
+
+    With ``overlay``, ``root`` is an empty directory that becomes an
+    overlayfs lower layer: whiteouts are written the way overlayfs reads
+    them (0:0 character devices, ``trusted.overlay.opaque`` on directories)
+    instead of being applied."""
     root = os.path.abspath(root)
     dir_times: List[Tuple[str, float]] = []
     # whiteouts hide only what lower layers had (OCI image spec), never an
@@ -267,6 +272,17 @@ def apply_layer(src: IO[bytes], root: str) -> None:
             if name in ("", "."):
                 continue
             parent, base = os.path.split(name)
+            if overlay and base.startswith(WHITEOUT):
+                if base == OPAQUE:
+                    d = _safe_join(root, parent) if parent else root
+                    os.makedirs(d, exist_ok=True)
+                    os.setxattr(d, _OVERLAY_OPAQUE, b"y")
+                else:
+                    dest = _safe_join(root, os.path.join(parent, base[len(WHITEOUT):]))
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    _remove(dest)
+                    os.mknod(dest, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+                continue
             if base == OPAQUE:
                 d = _safe_join(root, parent) if parent else root
                 if os.path.isdir(d) and not os.path.islink(d):
