@@ -1,0 +1,126 @@
+"""COPY semantics on real directories (BuildKit's rules)."""
+
+from __future__ import annotations
+
+import os
+from typing import Dict
+
+import pytest
+
+from bakery.engine.fileops import apply_actions, apply_chmod, copy, resolve_in_root
+from bakery.errors import BakeryError
+from bakery.graph.ops import Copy, LocalSource, Mkdir, Mkfile, Ref, Rm, Symlink
+
+CTX = Ref(LocalSource("context", "/ctx"))
+
+
+def files(root) -> Dict[str, str]:  # type: ignore[no-untyped-def]
+    out = {}
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            rel = os.path.relpath(p, root)
+            out[rel] = os.readlink(p) if os.path.islink(p) else open(p).read()
+    return out
+
+
+@pytest.fixture()
+def ctx(tmp_path):  # type: ignore[no-untyped-def]
+    c = tmp_path / "ctx"
+    (c / "app" / "sub").mkdir(parents=True)
+    (c / "app" / "main.py").write_text("main")
+    (c / "app" / "sub" / "x.txt").write_text("x")
+    (c / "a.txt").write_text("a")
+    (c / "b.txt").write_text("b")
+    (c / "README").write_text("r")
+    os.symlink("a.txt", c / "link")
+    return c
+
+
+@pytest.fixture()
+def root(tmp_path):  # type: ignore[no-untyped-def]
+    r = tmp_path / "root"
+    (r / "etc").mkdir(parents=True)
+    os.symlink("/etc", r / "etc-link")
+    return r
+
+
+@pytest.mark.parametrize(
+    "src,dest,expected",
+    [
+        (("a.txt",), "/dst", {"dst": "a"}),
+        (("a.txt",), "/dst/", {"dst/a.txt": "a"}),
+        (("a.txt",), "/etc", {"etc/a.txt": "a"}),  # an existing directory
+        (("app",), "/srv", {"srv/main.py": "main", "srv/sub/x.txt": "x"}),  # contents of a dir
+        (("*.txt",), "/t/", {"t/a.txt": "a", "t/b.txt": "b"}),
+        (("a.txt", "README"), "/m/", {"m/a.txt": "a", "m/README": "r"}),
+        (("link",), "/l", {"l": "a"}),  # the top-level source symlink is followed
+        (("app/sub/x.txt",), "/etc-link/", {"etc/x.txt": "x"}),  # resolved inside the root
+        ((".",), "/all/", {"all/a.txt": "a", "all/b.txt": "b", "all/README": "r", "all/app/main.py": "main",
+                           "all/app/sub/x.txt": "x", "all/link": "a.txt"}),
+    ],
+)
+def test_copy_rules(ctx, root, src, dest, expected) -> None:  # type: ignore[no-untyped-def]
+    copy(Copy(CTX, src, dest), str(ctx), str(root), keep_owner=False)
+    got = files(root)
+    for k, v in expected.items():
+        assert got.get(k) == v, (k, got)
+
+
+def test_several_sources_need_a_directory(ctx, root) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(BakeryError, match="destination must be a directory and end with a /"):
+        copy(Copy(CTX, ("a.txt", "b.txt"), "/file"), str(ctx), str(root), keep_owner=False)
+
+
+def test_missing_source(ctx, root) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(BakeryError, match='"/nope": not found'):
+        copy(Copy(CTX, ("nope",), "/x"), str(ctx), str(root), keep_owner=False)
+    with pytest.raises(BakeryError, match="no source files were specified"):
+        copy(Copy(CTX, ("*.nope",), "/x/"), str(ctx), str(root), keep_owner=False)
+
+
+def test_exclude_and_chmod_and_chown(ctx, root) -> None:  # type: ignore[no-untyped-def]
+    copy(Copy(CTX, ("app",), "/srv/", exclude=("sub",), chmod="0640", chown="1000:1000"),
+         str(ctx), str(root), keep_owner=False)
+    assert files(root) == {"srv/main.py": "main"}
+    st = os.stat(root / "srv" / "main.py")
+    assert st.st_mode & 0o7777 == 0o640
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (1000, 1000)
+
+
+def test_context_files_become_root_owned_and_keep_mtime(ctx, root) -> None:  # type: ignore[no-untyped-def]
+    os.utime(ctx / "a.txt", (1000, 1000))
+    copy(Copy(CTX, ("a.txt",), "/a"), str(ctx), str(root), keep_owner=False)
+    st = os.stat(root / "a")
+    assert int(st.st_mtime) == 1000
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "mode,spec,is_dir,expected",
+    [(0o644, "755", False, 0o755), (0o644, "u+x", False, 0o744), (0o755, "go-rwx", False, 0o700),
+     (0o644, "a+X", False, 0o644), (0o644, "a+X", True, 0o755), (0o777, "o=r", False, 0o774),
+     (0o644, "u+s", False, 0o4644)],
+)
+def test_chmod(mode: int, spec: str, is_dir: bool, expected: int) -> None:
+    assert apply_chmod(mode, spec, is_dir) & 0o7777 == expected
+
+
+def test_resolve_in_root_never_escapes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = tmp_path / "r"
+    (r / "a").mkdir(parents=True)
+    os.symlink("../../../../etc", r / "a" / "up")
+    assert resolve_in_root(str(r), "/a/up/passwd") == os.path.join(str(r), "etc", "passwd")
+    assert resolve_in_root(str(r), "../../x") == os.path.join(str(r), "x")
+
+
+def test_other_actions(root) -> None:  # type: ignore[no-untyped-def]
+    apply_actions(
+        [Mkdir("/w/x", 0o700), Mkfile("/w/f", b"data", 0o600), Symlink("/w/s", "f"), Rm("/etc")],
+        str(root), {},
+    )
+    assert oct(os.stat(root / "w" / "x").st_mode & 0o777) == "0o700"
+    assert (root / "w" / "f").read_bytes() == b"data" and os.readlink(root / "w" / "s") == "f"
+    assert not (root / "etc").exists()
