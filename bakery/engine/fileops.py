@@ -37,7 +37,7 @@ import posixpath
 import re
 import shutil
 import stat
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from bakery.dockerfile.dockerignore import IgnoreMatcher
 from bakery.errors import BakeryError
@@ -138,7 +138,7 @@ def _glob(src_root: str, pattern: str) -> List[str]:
     parts = [p for p in pattern.split("/") if p not in ("", ".")]
     matches = [""]
     for part in parts:
-        nxt = []
+        nxt: List[str] = []
         for m in matches:
             base = os.path.join(src_root, m) if m else src_root
             if _has_wildcard(part):
@@ -185,9 +185,7 @@ def copy(action: Copy, src_root: str, root: str, keep_owner: bool,
             src_path = resolve_in_root(src_root, rel)
         st = os.lstat(src_path)
         if stat.S_ISDIR(st.st_mode) and action.dir_contents_only:
-            target_dir = dest if dest_is_dir or not action.parents else dest
-            if action.parents and rel:
-                target_dir = posixpath.join(dest, rel)
+            target_dir = posixpath.join(dest, rel) if action.parents and rel else dest
             tdir = _ensure_dir(root, target_dir, owner)
             _copy_tree(src_path, tdir, rel, action, owner, keep_owner, ignore)
             continue
@@ -298,7 +296,7 @@ def _set_meta(path: str, st: os.stat_result, action: Copy, owner: Optional[Tuple
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def apply_actions(actions: Sequence[FileAction], root: str, sources: "dict[int, Tuple[str, bool]]",
+def apply_actions(actions: Sequence[FileAction], root: str, sources: Dict[int, Tuple[str, bool]],
                   ignore: Optional[IgnoreMatcher] = None) -> None:
     """Run file actions on ``root``.  ``sources`` maps ``id(action)`` of each
     Copy to (the directory holding its source files, keep_owner)."""

@@ -20,7 +20,11 @@ def files(root) -> Dict[str, str]:  # type: ignore[no-untyped-def]
         for n in names:
             p = os.path.join(dirpath, n)
             rel = os.path.relpath(p, root)
-            out[rel] = os.readlink(p) if os.path.islink(p) else open(p).read()
+            if os.path.islink(p):
+                out[rel] = os.readlink(p)
+            else:
+                with open(p) as fh:
+                    out[rel] = fh.read()
     return out
 
 
