@@ -1,0 +1,323 @@
+"""The engine: executes a merged BuildGraph with the shared cache.
+
+Each node of the graph (one cache key) runs at most once per run — and not
+at all when the store already holds a trustworthy record for its key:
+
+=========  ================================================================
+op         execution
+=========  ================================================================
+image      pulled through the ImagePuller (layers land in the store)
+local      nothing to run: the directory is read by the steps that copy
+scratch    an empty filesystem
+exec       a writable rootfs over the input's layers, the command in the
+           sandbox, the changes committed as a new layer
+file       a writable rootfs, the file actions (bakery.engine.fileops),
+           the changes committed as a new layer
+merge      the inputs' layer lists, stacked (COPY --link)
+=========  ================================================================
+
+A node's result is a :class:`State`: the layers (diff_ids, bottom first) of
+a filesystem, plus the image config for image sources.  Results are recorded
+in the store under the node's key, so later runs (and other targets) reuse
+them.  ``no_cache`` ignores records (everything runs); ``no_cache_keys``
+(from ``no-cache-filter``) re-runs just those nodes.
+
+The engine holds the store's GC lock shared while it runs, so a concurrent
+``bakery cache prune`` cannot delete blobs a build is about to record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+
+from bakery.engine import fileops
+from bakery.engine.scheduler import NodeResult, Scheduler
+from bakery.engine.snapshots import Snapshotter
+from bakery.engine.store import Store
+from bakery.errors import BakeryError
+from bakery.graph.ops import Copy, Exec, FileOp, ImageSource, LocalSource, Merge, Ref, ScratchSource
+
+__all__ = ["BuildFailed", "Engine", "ImagePuller", "Progress", "State"]
+
+
+@dataclass(frozen=True)
+class State:
+    layers: Tuple[str, ...] = ()
+    config: Optional[Dict[str, Any]] = None  # the image config JSON (image sources)
+    local: Optional[str] = None  # a local directory (local sources)
+    cached: bool = field(default=False, compare=False)
+
+
+class ImagePuller(Protocol):
+    def pull(self, src: ImageSource, store: Store) -> Tuple[List[str], Dict[str, Any]]:
+        """Put the image's layers into ``store`` as uncompressed tar blobs;
+        return (diff_ids bottom first, the image config JSON)."""
+
+
+class Progress(Protocol):
+    def start(self, key: str, description: str) -> None: ...
+    def output(self, key: str, data: bytes) -> None: ...
+    def done(self, key: str, description: str, status: str, seconds: float, cached: bool) -> None: ...
+
+
+class _NullProgress:
+    def start(self, key: str, description: str) -> None:
+        pass
+
+    def output(self, key: str, data: bytes) -> None:
+        pass
+
+    def done(self, key: str, description: str, status: str, seconds: float, cached: bool) -> None:
+        pass
+
+
+class BuildFailed(BakeryError):
+    """A step failed; ``results`` has every node's outcome."""
+
+    def __init__(self, message: str, results: Mapping[str, NodeResult], hint: Optional[str] = None):
+        super().__init__(message, hint=hint)
+        self.results = results
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        sandbox: Any,
+        puller: Optional[ImagePuller] = None,
+        snapshotter: Optional[Snapshotter] = None,
+        jobs: int = os.cpu_count() or 2,
+        keep_going: bool = False,
+        no_cache: bool = False,
+        progress: Optional[Progress] = None,
+        secrets: Optional[Mapping[str, bytes]] = None,
+        allow_network_host: bool = False,
+    ):
+        self.store = store
+        self.sandbox = sandbox
+        self.puller = puller
+        self.snaps = snapshotter or Snapshotter(store)
+        self.jobs = jobs
+        self.keep_going = keep_going
+        self.no_cache = no_cache
+        self.progress: Progress = progress or _NullProgress()
+        self.secrets = dict(secrets or {})
+        self.allow_network_host = allow_network_host
+        self.executed: Dict[str, int] = {}  # key -> times run in this engine (tests, stats)
+        self._lock = threading.Lock()
+
+    # -- running a graph ---------------------------------------------------
+
+    def run(
+        self,
+        ops: Mapping[str, Any],
+        deps: Mapping[str, Sequence[str]],
+        wanted: Optional[Sequence[str]] = None,
+        descriptions: Optional[Mapping[str, str]] = None,
+        no_cache_keys: Sequence[str] = (),
+    ) -> Dict[str, State]:
+        """Execute the nodes ``wanted`` needs; returns key → State.
+
+        ``ops`` maps key → op, ``deps`` key → input keys (in the op's input
+        order, see :func:`bakery.graph.keys.op_inputs`).
+        """
+        desc = dict(descriptions or {})
+        skip_cache = set(no_cache_keys)
+        key_of_ref = _KeyIndex(ops)
+
+        def execute(key: str, inputs: Mapping[str, State], cancel: threading.Event) -> State:
+            op = ops[key]
+            d = desc.get(key) or type(op).__name__
+            t0 = time.monotonic()
+            if not self.no_cache and key not in skip_cache and not isinstance(op, LocalSource):
+                hit = self.load(key)
+                if hit is not None:
+                    self.progress.done(key, d, "done", 0.0, True)
+                    return hit
+            self.progress.start(key, d)
+            try:
+                state = self._execute(key, op, inputs, key_of_ref, cancel)
+            except BaseException:
+                self.progress.done(key, d, "failed", time.monotonic() - t0, False)
+                raise
+            with self._lock:
+                self.executed[key] = self.executed.get(key, 0) + 1
+            if not isinstance(op, LocalSource):
+                self.save(key, state)
+            self.progress.done(key, d, "done", time.monotonic() - t0, False)
+            return state
+
+        sched = Scheduler(self.jobs, self.keep_going)
+        with self.store.lock("gc", shared=True):
+            results = sched.run(deps, execute, wanted)
+        failed = [r for r in results.values() if r.status == "failed"]
+        if failed:
+            first = failed[0]
+            err = first.error
+            msg = str(err.message if isinstance(err, BakeryError) else err)
+            what = desc.get(first.key) or first.key
+            raise BuildFailed(
+                f"{what}: {msg}" if not msg.startswith(what) else msg,
+                results,
+                hint=err.hint if isinstance(err, BakeryError) else None,
+            ) from err
+        return {k: r.value for k, r in results.items() if r.status == "done"}
+
+    # -- the cache ---------------------------------------------------------
+
+    def load(self, key: str) -> Optional[State]:
+        rec = self.store.get_record(key)
+        if rec is None:
+            return None
+        return State(tuple(rec.get("layers", ())), rec.get("config"), None, cached=True)
+
+    def save(self, key: str, state: State) -> None:
+        self.store.put_record(
+            key, {"layers": list(state.layers), "config": state.config}, blobs=list(state.layers)
+        )
+
+    # -- one node ----------------------------------------------------------
+
+    def _execute(self, key: str, op: Any, inputs: Mapping[str, State], keys: _KeyIndex,
+                 cancel: threading.Event) -> State:
+        if isinstance(op, ScratchSource):
+            return State()
+        if isinstance(op, LocalSource):
+            if not os.path.isdir(op.path):
+                raise BakeryError(f"local context {op.name} is not a directory: {op.path}")
+            return State(local=op.path)
+        if isinstance(op, ImageSource):
+            if self.puller is None:
+                raise BakeryError(f"cannot pull {op.ref}: no registry access configured")
+            diff_ids, config = self.puller.pull(op, self.store)
+            return State(tuple(diff_ids), config)
+        if isinstance(op, Merge):
+            layers: List[str] = []
+            for ref in op.inputs:
+                layers.extend(inputs[keys.of(ref)].layers)
+            return State(tuple(layers))
+        if isinstance(op, FileOp):
+            return self._file(op, inputs, keys)
+        if isinstance(op, Exec):
+            return self._exec(key, op, inputs, keys, cancel)
+        raise TypeError(f"unknown op {op!r}")
+
+    @contextlib.contextmanager
+    def _source_dir(self, state: State) -> Any:
+        """A directory holding a state's files, read-only use (removed after)."""
+        if state.local is not None:
+            yield state.local
+            return
+        d = self.store.tmpdir("src-")
+        try:
+            self.snaps.materialize(state.layers, d)
+            yield d
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def _file(self, op: FileOp, inputs: Mapping[str, State], keys: _KeyIndex) -> State:
+        base = inputs[keys.of(op.base)] if op.base is not None else State()
+        with contextlib.ExitStack() as stack:
+            sources: Dict[int, Tuple[str, bool]] = {}
+            for a in op.actions:
+                if isinstance(a, Copy):
+                    st = inputs[keys.of(a.source)]
+                    src_dir = stack.enter_context(self._source_dir(st))
+                    sources[id(a)] = (src_dir, st.local is None)
+            fs = stack.enter_context(self.snaps.writable(base.layers))
+            fileops.apply_actions(op.actions, fs.path, sources)
+            layer = fs.commit()
+        return State(tuple(self.snaps.chain(base.layers, layer)))
+
+    def _exec(self, key: str, op: Exec, inputs: Mapping[str, State], keys: _KeyIndex,
+              cancel: threading.Event) -> State:
+        from bakery.engine.sandbox import RunSpec, SandboxMount
+
+        base = inputs[keys.of(op.rootfs)]
+        if op.network == "host" and not self.allow_network_host:
+            raise BakeryError(
+                "RUN --network=host needs the network.host entitlement",
+                hint="run with --allow network.host (or set entitlements = [\"network.host\"])",
+            )
+        with contextlib.ExitStack() as stack:
+            mounts = []
+            secret_env: Dict[str, str] = {}
+            for m in op.mounts:
+                if m.type == "bind":
+                    st = inputs[keys.of(m.source)] if m.source is not None else State()
+                    src = stack.enter_context(self._source_dir(st))
+                    path = fileops.resolve_in_root(src, m.selector or "/")
+                    mounts.append(SandboxMount("bind", path, m.target, readonly=m.readonly))
+                elif m.type == "cache":
+                    cid = m.cache_id or m.target
+                    mounts.append(SandboxMount("bind", self.store.cache_mount(cid), m.target,
+                                               readonly=m.readonly))
+                elif m.type == "tmpfs":
+                    mounts.append(SandboxMount("tmpfs", "", m.target, size=m.size))
+                elif m.type == "secret":
+                    value = self.secrets.get(m.secret_id)
+                    if value is None:
+                        if m.required:
+                            raise BakeryError(f"secret {m.secret_id} not found",
+                                              hint="add it to the target's secret attribute")
+                        continue
+                    if m.env:
+                        secret_env[m.env] = value.decode()
+                    if m.target or not m.env:
+                        mounts.append(SandboxMount(
+                            "secret", "", m.target or f"/run/secrets/{m.secret_id}",
+                            readonly=True, data=value, mode=m.mode if m.mode is not None else 0o400,
+                            uid=m.uid or 0, gid=m.gid or 0))
+                elif m.type == "ssh":
+                    sock = os.environ.get("SSH_AUTH_SOCK")
+                    if not sock:
+                        if m.required:
+                            raise BakeryError("ssh agent requested but SSH_AUTH_SOCK is not set")
+                        continue
+                    mounts.append(SandboxMount("bind", sock, m.target or "/run/buildkit/ssh_agent.0",
+                                               readonly=False))
+            fs = stack.enter_context(self.snaps.writable(base.layers))
+            spec = RunSpec(
+                rootfs=fs.path, args=op.args, env=op.env, cwd=op.cwd or "/", user=op.user,
+                network="host" if op.network == "host" else "none", mounts=tuple(mounts),
+                extra_hosts=op.extra_hosts, secret_env=secret_env,
+            )
+            result = self.sandbox.run(spec, lambda data: self.progress.output(key, data), cancel=cancel)
+            if result.exit_code != 0:
+                where = f" ({op.location.file}:{op.location.start_line})" if op.location else ""
+                tail = result.output[-4000:].decode("utf-8", "replace").rstrip()
+                raise BakeryError(
+                    f"process \"{' '.join(op.args)}\" did not complete successfully: "
+                    f"exit code: {result.exit_code}{where}" + (f"\n{tail}" if tail else ""),
+                )
+            layer = fs.commit()
+        return State(tuple(self.snaps.chain(base.layers, layer)))
+
+
+class _KeyIndex:
+    """Find the key of an op a Ref points at (refs hold ops, not keys)."""
+
+    def __init__(self, ops: Mapping[str, Any]):
+        self.by_id: Dict[int, str] = {id(op): k for k, op in ops.items()}
+        self.by_value: Dict[Any, str] = {}
+        for k, op in ops.items():
+            with contextlib.suppress(TypeError):
+                self.by_value.setdefault(op, k)
+
+    def of(self, ref: Optional[Ref]) -> str:
+        if ref is None:
+            raise KeyError("no input")
+        k = self.by_id.get(id(ref.op))
+        if k is None:
+            k = self.by_value.get(ref.op)
+        if k is None:
+            raise KeyError(f"input op not in the graph: {ref.op!r}")
+        return k
+
+
