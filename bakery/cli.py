@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--print", action="store_true", dest="print_json",
         help="print the resolved targets as JSON, exactly as `docker buildx bake --print`",
     )
+    plan.add_argument(
+        "--format", choices=("text", "json", "dot", "mermaid", "html", "matrix"), default="text",
+        help="how to show the merged build graph (default: text); matrix is a CI job matrix",
+    )
 
     ls = sub.add_parser("ls", help="list targets, groups and variables",
                         description="List the targets, groups and variables of the bake files.")
@@ -103,22 +107,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 0
 
     from bakery.bakefile.loader import resolve_targets
-    from bakery.bakefile.printer import target_to_json
+    from bakery.graph.build import build_graph
+    from bakery.graph.render import render
 
     cfg = _load(args)
     resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
-    for name in sorted(resolved.targets):
-        t = resolved.targets[name]
-        plats = ", ".join(t.platforms or ["local"])
-        where = (t.dockerfile_inline and "<inline Dockerfile>") or f"{t.context}/{t.dockerfile}"
-        stage = f" (stage {t.target})" if t.target else ""
-        print(f"{name}: {where}{stage} for {plats}")
-        outputs = target_to_json(t).get("output")
-        if outputs:
-            print(f"  outputs: {json.dumps(outputs)}")
-        if t.tags:
-            print(f"  tags: {', '.join(t.tags)}")
+    graph = build_graph(resolved.targets, _requested(args, resolved), os.getcwd(),
+                        groups=resolved.groups)
+    sys.stdout.write(render(graph, args.format))
     return 0
+
+
+def _requested(args: argparse.Namespace, resolved) -> List[str]:  # type: ignore[no-untyped-def]
+    """The names the user asked for, as the graph sees them."""
+    if args.targets:
+        return [t.replace(".", "_") for t in args.targets]
+    return ["default"] if "default" in resolved.groups else sorted(resolved.targets)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

@@ -419,6 +419,14 @@ def read_targets(
                                   groups["default"].description if "default" in groups else "")
     for name in list(targets):
         _load_links(r, name, targets[name], targets, [])
+    # bakery's depends_on: the targets named there are built too (first)
+    pending = [d for t in list(targets.values()) for d in (t.depends_on or [])]
+    while pending:
+        dep = pending.pop()
+        if dep not in targets:
+            targets[dep] = r.resolve(dep)
+            _load_links(r, dep, targets[dep], targets, [])
+            pending.extend(targets[dep].depends_on or [])
     targets = {k: v.evolve(context=clean_context(v.context or ".")) for k, v in targets.items()}
     return Resolved(targets, groups)
 
