@@ -61,6 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="how to show the merged build graph (default: text); matrix is a CI job matrix",
     )
 
+    run = sub.add_parser(
+        "run", help="build the targets on the embedded engine",
+        description="Build targets (default: the default group) and write their outputs.",
+    )
+    _common(run)
+    run.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2,
+                     help="steps to run at once (default: the number of CPUs)")
+    run.add_argument("--keep-going", action="store_true",
+                     help="let independent targets go on when one fails")
+    run.add_argument("--no-cache", action="store_true", help="run every step, ignoring the cache")
+    run.add_argument("--push", action="store_true", help="shorthand for --set '*.output=type=registry'")
+    run.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
+                     help="grant an entitlement (network.host)")
+    run.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                     help="talk plain HTTP to this registry (loopback registries always may)")
+    run.add_argument("--cache-dir", metavar="DIR", help="the store (default: $BAKERY_CACHE_DIR or ~/.cache/bakery)")
+    run.add_argument("--progress", choices=("auto", "plain", "quiet"), default="auto")
+
     ls = sub.add_parser("ls", help="list targets, groups and variables",
                         description="List the targets, groups and variables of the bake files.")
     _common(ls)
@@ -158,7 +176,57 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"plan": cmd_plan, "ls": cmd_ls}
+def cmd_run(args: argparse.Namespace) -> int:
+    from bakery.bakefile.loader import resolve_targets
+    from bakery.engine.run import run_targets
+    from bakery.engine.sandbox import detect_sandbox
+    from bakery.engine.store import Store
+    from bakery.ui.progress import PlainProgress
+
+    if args.cache_dir:
+        os.environ["BAKERY_CACHE_DIR"] = os.path.abspath(args.cache_dir)
+    cfg = _load(args)
+    resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
+    allow_host = "network.host" in args.allow or any(
+        "network.host" in (t.entitlements or []) for t in resolved.targets.values())
+    sandbox, why = detect_sandbox(allow_network_host=allow_host)
+    progress = PlainProgress(sys.stderr, quiet=args.progress == "quiet")
+    progress.note(f"sandbox: {why}")
+    secrets = _secrets(resolved.targets.values())
+    report = run_targets(
+        resolved.targets, _requested(args, resolved), resolved.groups, os.getcwd(), Store(),
+        sandbox, jobs=max(1, args.jobs), keep_going=args.keep_going, no_cache=args.no_cache,
+        progress=progress, secrets=secrets, allow_network_host=allow_host,
+        insecure=args.insecure_registry, push=True if args.push else None,
+    )
+    for line in report.outputs:
+        print(line)
+    progress.note(f"done: {report.executed} steps run, {report.cached} from the cache")
+    return 0
+
+
+def _secrets(targets) -> dict:  # type: ignore[no-untyped-def]
+    """Secret values by id, from the targets' env/file sources (never logged)."""
+    out = {}
+    for t in targets:
+        for s in t.secret or []:
+            sid = getattr(s, "id", "")
+            env = getattr(s, "env", "") or ""
+            src = getattr(s, "src", "") or getattr(s, "file_path", "") or ""
+            if env and env in os.environ:
+                out[sid] = os.environ[env].encode()
+            elif src and os.path.isfile(src):
+                with open(src, "rb") as fh:
+                    out[sid] = fh.read()
+            elif not env and not src and sid in os.environ:
+                out[sid] = os.environ[sid].encode()
+            elif not env and not src and os.path.isfile(sid):
+                with open(sid, "rb") as fh:
+                    out[sid] = fh.read()
+    return out
+
+
+COMMANDS = {"plan": cmd_plan, "ls": cmd_ls, "run": cmd_run}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
