@@ -146,8 +146,9 @@ class Engine:
             except BaseException:
                 self.progress.done(key, d, "failed", time.monotonic() - t0, False)
                 raise
-            with self._lock:
-                self.executed[key] = self.executed.get(key, 0) + 1
+            if not isinstance(op, LocalSource):  # reading a directory is not a step
+                with self._lock:
+                    self.executed[key] = self.executed.get(key, 0) + 1
             if not isinstance(op, LocalSource):
                 self.save(key, state)
             self.progress.done(key, d, "done", time.monotonic() - t0, False)

@@ -34,7 +34,7 @@ from bakery.bakefile.model import Target
 from bakery.engine.executor import Engine, State
 from bakery.engine.store import Store
 from bakery.errors import BakeryError
-from bakery.graph.ops import ImageConfig, ImageSource
+from bakery.graph.ops import Exec, ImageConfig, ImageSource, LocalSource
 
 __all__ = ["RegistryPuller", "RunReport", "run_targets"]
 
@@ -169,12 +169,18 @@ def run_targets(
     insecure: Sequence[str] = (),
     push: Optional[bool] = None,
 ) -> RunReport:
+    from bakery.engine.emulation import ensure_emulator
     from bakery.graph.build import build_graph
 
     puller = RegistryPuller(store, insecure)
     graph = build_graph(targets, requested, cwd, image_config=puller.image_config, groups=groups)
     engine = Engine(store, sandbox, puller, jobs=jobs, keep_going=keep_going, no_cache=no_cache,
                     progress=progress, secrets=secrets, allow_network_host=allow_network_host)
+    for arch in sorted({n.op.platform.architecture for n in graph.nodes.values()
+                        if isinstance(n.op, Exec)}):
+        note = ensure_emulator(arch)
+        if note and progress is not None:
+            progress.note(note)
     ops = {k: n.op for k, n in graph.nodes.items()}
     deps = {k: tuple(n.deps) for k, n in graph.nodes.items()}
     descs = {k: n.description for k, n in graph.nodes.items()}
@@ -183,7 +189,8 @@ def run_targets(
     wanted = sorted({e.root for e in graph.exports.values()})
     states = engine.run(ops, deps, wanted, descs, no_cache_keys=no_cache_keys)
     report = RunReport(executed=sum(engine.executed.values()),
-                       cached=len(states) - len(engine.executed))
+                       cached=sum(1 for k, v in states.items()
+                                  if v.cached and not isinstance(ops[k], LocalSource)))
     # images, then outputs (only once everything built)
     per_target: Dict[str, List[Tuple[Any, Any]]] = {}
     for ex in graph.exports.values():
