@@ -136,7 +136,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _requested(args: argparse.Namespace, resolved) -> List[str]:  # type: ignore[no-untyped-def]
+def _requested(args: argparse.Namespace, resolved) -> List[str]:
     """The names the user asked for, as the graph sees them."""
     if args.targets:
         return [t.replace(".", "_") for t in args.targets]
@@ -205,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _secrets(targets) -> dict:  # type: ignore[no-untyped-def]
+def _secrets(targets) -> dict:
     """Secret values by id, from the targets' env/file sources (never logged)."""
     out = {}
     for t in targets:

@@ -5,7 +5,7 @@ The thin shell that joins the layers:
 1. base images are resolved through the registry (their configs feed the
    Dockerfile conversion: ENV, WORKDIR, USER, ONBUILD...) and pulled into
    the store once (:class:`RegistryPuller`);
-2. the merged graph of every requested target × platform is built
+2. the merged graph of every requested target x platform is built
    (:func:`bakery.graph.build.build_graph`) and executed by the
    :class:`~bakery.engine.executor.Engine`: each step once, cached steps not
    at all;
@@ -81,7 +81,7 @@ class RegistryPuller:
 
     def image_config(self, src: ImageSource) -> Optional[Mapping[str, Any]]:
         _, config = self._manifest(src)
-        return config.get("config") or {}  # type: ignore[no-any-return]
+        return config.get("config") or {}
 
     def pull(self, src: ImageSource, store: Store) -> Tuple[List[str], Dict[str, Any]]:
         from bakery.oci.media import compression_of

@@ -97,7 +97,7 @@ class Store:
             return False
         return size is None or st.st_size == size
 
-    def put_stream(self, src: IO[bytes], expected: Optional[str] = None) -> BlobInfo:
+    def put_stream(self, src: Any, expected: Optional[str] = None) -> BlobInfo:
         """Copy ``src`` into the store; verify ``expected`` when given."""
         fd, tmp = tempfile.mkstemp(prefix="blob-", dir=os.path.join(self.root, "tmp"))
         h = hashlib.sha256()

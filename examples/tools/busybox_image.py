@@ -61,7 +61,7 @@ def rootfs_tar(busybox: str, path: str) -> None:
 
 
 def main() -> None:
-    ref, specs = sys.argv[1], sys.argv[2:] or [f"linux/amd64=/usr/bin/busybox"]
+    ref, specs = sys.argv[1], sys.argv[2:] or ["linux/amd64=/usr/bin/busybox"]
     with tempfile.TemporaryDirectory() as tmp:
         store = BlobStore(os.path.join(tmp, "blobs"))
         images = []
