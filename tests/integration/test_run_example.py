@@ -1,0 +1,130 @@
+"""`bakery run` for real: the example monorepo on the embedded engine.
+
+A registry on 127.0.0.1 holds a busybox base image made from Debian's
+busybox-static (amd64, plus arm64 when its binary is available, run
+through qemu-user-static); runc executes the RUN steps; skopeo and umoci
+check the OCI outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from typing import List
+
+import pytest
+
+from tests.integration.registry import running_registry
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ARM64_BUSYBOX = os.environ.get("BAKERY_ARM64_BUSYBOX", "/opt/bakery-test/arm64/bin/busybox")
+
+pytestmark = pytest.mark.integration
+
+
+def _need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed")
+
+
+@pytest.fixture()
+def env(tmp_path):  # type: ignore[no-untyped-def]
+    if os.geteuid() != 0:
+        pytest.skip("RUN steps need root (rootless is not supported yet)")
+    for tool in ("runc", "docker-registry", "skopeo", "umoci"):
+        _need(tool)
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox-static is not installed")
+    with running_registry(str(tmp_path / "registry")) as reg:
+        platforms = [f"linux/amd64={busybox}"]
+        if os.path.exists(ARM64_BUSYBOX) and shutil.which("qemu-aarch64-static"):
+            platforms.append(f"linux/arm64={ARM64_BUSYBOX}")
+        base = f"{reg.host}/bakery/busybox:latest"
+        subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"), base,
+                        *platforms], check=True, cwd=ROOT, capture_output=True)
+        work = tmp_path / "monorepo"
+        shutil.copytree(os.path.join(ROOT, "examples", "monorepo"), work)
+        yield {"cwd": str(work), "base": base, "cache": str(tmp_path / "cache"),
+               "platforms": [p.split("=")[0] for p in platforms]}
+
+
+def bakery(env, *args: str, check: bool = True) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    sets: List[str] = []
+    if env["platforms"] == ["linux/amd64"]:
+        sets = ["--set", "*.platform=linux/amd64"]
+    e = dict(os.environ, BAKERY_CACHE_DIR=env["cache"])
+    r = subprocess.run([sys.executable, "-m", "bakery", "run", "--var", f"BASE_IMAGE={env['base']}",
+                        *sets, *args], cwd=env["cwd"], capture_output=True, text=True, env=e, timeout=600)
+    if check:
+        assert r.returncode == 0, r.stderr[-4000:]
+    return r
+
+
+def steps_run(r: subprocess.CompletedProcess) -> int:
+    m = re.search(r"done: (\d+) steps run, (\d+) from the cache", r.stderr)
+    assert m, r.stderr[-2000:]
+    return int(m.group(1))
+
+
+def unpack(env, target: str, arch: str, dest: str) -> str:  # type: ignore[no-untyped-def]
+    layout = os.path.join(dest, "layout")
+    os.makedirs(layout)
+    subprocess.run(["tar", "-xf", os.path.join(env["cwd"], "out", f"{target}.tar"), "-C", layout], check=True)
+    one = os.path.join(dest, "one")
+    subprocess.run(["skopeo", "copy", "-q", "--override-arch", arch, f"oci:{layout}:dev", f"oci:{one}:x"],
+                   check=True)
+    bundle = os.path.join(dest, "bundle")
+    subprocess.run(["umoci", "unpack", "--image", f"{one}:x", bundle], check=True, capture_output=True)
+    return os.path.join(bundle, "rootfs")
+
+
+def test_example_builds_caches_and_rebuilds_only_what_changed(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    first = bakery(env)
+    n_first = steps_run(first)
+    assert n_first > 0
+    for target in ("api", "worker", "web-plain", "web-debug"):
+        raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{env['cwd']}/out/{target}.tar:dev"],
+                             capture_output=True, text=True, check=True).stdout
+        doc = json.loads(raw)
+        if len(env["platforms"]) > 1:
+            archs = sorted(m["platform"]["architecture"] for m in doc["manifests"])
+            assert archs == ["amd64", "arm64"]
+    rootfs = unpack(env, "api", "amd64", str(tmp_path / "api-amd64"))
+    with open(os.path.join(rootfs, "app", "api", "VERSION")) as fh:
+        assert fh.read().strip() == "api dev"
+    with open(os.path.join(rootfs, "etc", "motd")) as fh:
+        assert fh.read().strip() == "bakery example monorepo"
+    if len(env["platforms"]) > 1:
+        web = unpack(env, "web-debug", "arm64", str(tmp_path / "web-arm64"))
+        with open(os.path.join(web, "www", "index.html")) as fh:
+            assert "(debug)" in fh.read()
+
+    # unchanged: nothing runs
+    assert steps_run(bakery(env)) == 0
+
+    # one service's file changes: only its COPY and the RUN after it, per platform
+    with open(os.path.join(env["cwd"], "services", "api", "run.sh"), "a") as fh:
+        fh.write("# changed\n")
+    assert steps_run(bakery(env)) == 2 * len(env["platforms"])
+
+
+def test_failed_run_reports_the_line_and_keeps_the_store(env) -> None:  # type: ignore[no-untyped-def]
+    os.makedirs(os.path.join(env["cwd"], "broken"))
+    with open(os.path.join(env["cwd"], "broken", "Dockerfile"), "w") as fh:
+        fh.write(f"FROM {env['base']}\nRUN echo about to fail && exit 3\n")
+    with open(os.path.join(env["cwd"], "docker-bake.override.hcl"), "w") as fh:
+        fh.write('target "broken" {\n  context = "broken"\n}\n')
+    r = bakery(env, "broken", check=False)
+    assert r.returncode == 1
+    assert "exit code: 3 (broken/Dockerfile:2)" in r.stderr
+    assert "about to fail" in r.stderr
+    assert "Traceback" not in r.stderr
+    # the store is still usable
+    assert bakery(env, "api").returncode == 0
+
+
