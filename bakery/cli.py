@@ -79,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", metavar="DIR", help="the store (default: $BAKERY_CACHE_DIR or ~/.cache/bakery)")
     run.add_argument("--progress", choices=("auto", "plain", "quiet"), default="auto")
 
+    sub.add_parser("info", help="show the sandbox, snapshotter and store bakery uses, and why")
+
+    cache = sub.add_parser("cache", help="inspect or prune the shared build cache")
+    csub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
+    csub.add_parser("du", help="disk usage by kind")
+    prune = csub.add_parser("prune", help="remove cache records (least recently used first) and unused blobs")
+    prune.add_argument("--all", action="store_true", help="everything, cache mounts included")
+    prune.add_argument("--keep-storage", metavar="SIZE", help="keep at most SIZE (e.g. 10GB)")
+    prune.add_argument("--older-than", metavar="DURATION", help="records unused for DURATION (e.g. 24h, 7d)")
+
     ls = sub.add_parser("ls", help="list targets, groups and variables",
                         description="List the targets, groups and variables of the bake files.")
     _common(ls)
@@ -226,7 +236,56 @@ def _secrets(targets) -> dict:
     return out
 
 
-COMMANDS = {"plan": cmd_plan, "ls": cmd_ls, "run": cmd_run}
+def cmd_info(args: argparse.Namespace) -> int:
+    from bakery.bakefile.files import local_platform
+    from bakery.engine.sandbox import detect_sandbox
+    from bakery.engine.snapshots import detect_mode
+    from bakery.engine.store import Store
+
+    store = Store()
+    _, why = detect_sandbox()
+    mode, mwhy = detect_mode(os.path.join(store.root, "tmp"))
+    print(f"bakery {__version__}")
+    print(f"platform:    {local_platform()}")
+    print(f"sandbox:     {why}")
+    print(f"snapshotter: {mode} ({mwhy})")
+    print(f"store:       {store.root}")
+    return 0
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from bakery.engine.store import Store, parse_duration, parse_size
+
+    store = Store()
+    if args.cache_command == "du":
+        du = store.du()
+        records = sum(1 for _ in store.records())
+        for kind, size in du.items():
+            print(f"{kind:<8} {_human(size):>10}")
+        print(f"{'total':<8} {_human(sum(du.values())):>10}   ({records} cache records) in {store.root}")
+        return 0
+    if args.cache_command == "prune":
+        if not (args.all or args.keep_storage or args.older_than):
+            raise BakeryError("say what to prune", hint="use --all, --keep-storage SIZE or --older-than DURATION")
+        dropped, freed = store.prune(
+            keep_storage=parse_size(args.keep_storage) if args.keep_storage else None,
+            older_than=parse_duration(args.older_than) if args.older_than else None,
+            everything=args.all,
+        )
+        print(f"removed {dropped} cache records, freed {_human(freed)}")
+        return 0
+    raise BakeryError("bakery cache needs an action", hint="bakery cache du | bakery cache prune --all")
+
+
+COMMANDS = {"plan": cmd_plan, "ls": cmd_ls, "run": cmd_run, "info": cmd_info, "cache": cmd_cache}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

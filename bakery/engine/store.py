@@ -3,7 +3,9 @@
 Layout under the store root (``$BAKERY_CACHE_DIR/store`` by default, see
 :func:`default_root`)::
 
-    blobs/sha256/<hex>     content-addressed blobs (layers, configs, manifests)
+    blobs/sha256/<hex>     content-addressed blobs (uncompressed layer tars)
+    layers/<hex>/          layers extracted for overlayfs (rebuilt from blobs)
+    oci/                   compressed layers, configs and manifests (images)
     records/<hex>.json     cache records: a step's cache key → its result
     mounts/<id>/           RUN --mount=type=cache directories (never in a key)
     tmp/                   work in progress (temp files, unpacked trees)
@@ -264,7 +266,7 @@ class Store:
     def du(self) -> Dict[str, int]:
         """Bytes used by kind: blobs, records, mounts, tmp."""
         out = {}
-        for kind in ("blobs", "records", "mounts", "tmp"):
+        for kind in ("blobs", "records", "layers", "oci", "mounts", "tmp"):
             out[kind] = _tree_size(os.path.join(self.root, kind))
         return out
 
@@ -285,6 +287,15 @@ class Store:
                         os.unlink(path)
                         count += 1
                         freed += size
+            # extracted layers (overlay lower dirs) of blobs that are gone
+            ldir = os.path.join(self.root, "layers")
+            if os.path.isdir(ldir):
+                for name in os.listdir(ldir):
+                    if not os.path.exists(os.path.join(bdir, name)):
+                        path = os.path.join(ldir, name)
+                        freed += _tree_size(path)
+                        _remove(path)
+                        count += 1
             tdir = os.path.join(self.root, "tmp")
             cutoff = time.time() - 3600
             for name in os.listdir(tdir):
@@ -313,9 +324,10 @@ class Store:
                     self.drop_record(key)
                     dropped += 1
                 recs = []
-                mdir = os.path.join(self.root, "mounts")
-                for name in os.listdir(mdir):
-                    _remove(os.path.join(mdir, name))
+                for sub in ("mounts", "oci"):
+                    d = os.path.join(self.root, sub)
+                    for name in os.listdir(d) if os.path.isdir(d) else []:
+                        _remove(os.path.join(d, name))
             if older_than is not None:
                 keep = []
                 for key, doc, used in recs:

@@ -121,3 +121,28 @@ def test_bake_local_platform(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "docker-bake.hcl").write_text('target "a" {\n  platforms = [BAKE_LOCAL_PLATFORM]\n}\n')
     r = run(["plan", "--print", "a"], str(tmp_path))
     assert json.loads(r.stdout)["target"]["a"]["platforms"] == [local_platform()]
+
+
+def test_cache_du_and_prune(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bakery.engine.store import Store
+
+    store = Store(str(tmp_path / "c" / "store"))
+    d = store.put_bytes(b"x" * 2048)
+    store.put_record("sha256:" + "1" * 64, {"layers": [d]}, blobs=[d])
+    env = {"BAKERY_CACHE_DIR": str(tmp_path / "c")}
+    r = run(["cache", "du"], str(tmp_path), env=env)
+    assert r.returncode == 0 and "(1 cache records)" in r.stdout and "2.0 KiB" in r.stdout
+    r = run(["cache", "prune"], str(tmp_path), env=env)
+    assert r.returncode == 1 and "say what to prune" in r.stderr
+    r = run(["cache", "prune", "--older-than", "1h"], str(tmp_path), env=env)
+    assert "removed 0 cache records" in r.stdout
+    r = run(["cache", "prune", "--all"], str(tmp_path), env=env)
+    assert "removed 1 cache records, freed 2.0 KiB" in r.stdout
+    r = run(["cache", "prune", "--keep-storage", "lots"], str(tmp_path), env=env)
+    assert r.returncode == 1 and "invalid size 'lots'" in r.stderr
+
+
+def test_info(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = run(["info"], str(tmp_path), env={"BAKERY_CACHE_DIR": str(tmp_path)})
+    assert r.returncode == 0
+    assert "sandbox:" in r.stdout and "snapshotter:" in r.stdout and str(tmp_path) in r.stdout
