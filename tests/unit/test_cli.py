@@ -44,8 +44,13 @@ def test_plan_print_example() -> None:
 def test_plan_text_and_set_and_var() -> None:
     r = run(["plan", "--var", "VERSION=9", "--set", "*.platform=linux/arm64", "api"], EXAMPLE)
     assert r.returncode == 0, r.stderr
-    assert "api: services/api/Dockerfile for linux/arm64" in r.stdout
-    assert "127.0.0.1:5000/bakery-example/api:9" in r.stdout
+    assert r.stdout.startswith("plan: 2 targets, 2 exports, 7 steps (4 shared)")
+    assert "api   linux/arm64  (tags 127.0.0.1:5000/bakery-example/api:9" in r.stdout
+    for fmt in ("json", "dot", "mermaid", "html", "matrix"):
+        r = run(["plan", "--format", fmt], EXAMPLE)
+        assert r.returncode == 0 and r.stdout, (fmt, r.stderr)
+    matrix = json.loads(run(["plan", "--format", "matrix"], EXAMPLE).stdout)
+    assert {"target": "api", "platform": "linux/arm64"} in matrix["include"]
 
 
 def test_ls_text_and_json() -> None:
