@@ -182,7 +182,10 @@ def run_targets(
         if note and progress is not None:
             progress.note(note)
     ops = {k: n.op for k, n in graph.nodes.items()}
-    deps = {k: tuple(n.deps) for k, n in graph.nodes.items()}
+    # data inputs, plus depends_on: a step waits for the exports it is after
+    deps = {k: tuple(dict.fromkeys([*n.deps, *(graph.exports[e].root for e in n.after
+                                               if e in graph.exports)]))
+            for k, n in graph.nodes.items()}
     descs = {k: n.description for k, n in graph.nodes.items()}
     no_cache_keys = [k for k, n in graph.nodes.items()
                      if any(graph.targets[t].no_cache for t, _ in n.users if t in graph.targets)]

@@ -128,3 +128,19 @@ def test_failed_run_reports_the_line_and_keeps_the_store(env) -> None:  # type: 
     assert bakery(env, "api").returncode == 0
 
 
+
+
+def test_depends_on_orders_targets(env) -> None:  # type: ignore[no-untyped-def]
+    with open(os.path.join(env["cwd"], "docker-bake.override.hcl"), "w") as fh:
+        fh.write('target "first" {\n  context = "first"\n  output = ["type=local,dest=out/first"]\n}\n'
+                 'target "second" {\n  context = "second"\n  depends_on = ["first"]\n'
+                 '  output = ["type=local,dest=out/second"]\n}\n')
+    for name in ("first", "second"):
+        os.makedirs(os.path.join(env["cwd"], name))
+        with open(os.path.join(env["cwd"], name, "Dockerfile"), "w") as fh:
+            fh.write(f"FROM {env['base']}\nRUN echo {name} > /{name}\n")
+    r = bakery(env, "second", "-j", "4")
+    first = r.stderr.index("DONE [2/2] RUN echo first")
+    second = r.stderr.index("[2/2] RUN echo second")
+    assert first < second, r.stderr
+    assert os.path.exists(os.path.join(env["cwd"], "out", "first"))
