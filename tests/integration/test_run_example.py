@@ -144,3 +144,35 @@ def test_depends_on_orders_targets(env) -> None:  # type: ignore[no-untyped-def]
     second = r.stderr.index("[2/2] RUN echo second")
     assert first < second, r.stderr
     assert os.path.exists(os.path.join(env["cwd"], "out", "first"))
+
+
+def test_secrets_reach_the_step_and_nothing_else(env) -> None:  # type: ignore[no-untyped-def]
+    secret = "s3cr3t-value-for-bakery-test"
+    with open(os.path.join(env["cwd"], "docker-bake.override.hcl"), "w") as fh:
+        fh.write('target "sec" {\n  context = "sec"\n  secret = ["id=tok,env=BAKERY_TEST_TOKEN"]\n'
+                 '  output = ["type=oci,dest=out/sec.tar"]\n}\n')
+    import hashlib
+
+    digest = hashlib.sha256(secret.encode()).hexdigest()  # the Dockerfile holds only this
+    os.makedirs(os.path.join(env["cwd"], "sec"))
+    with open(os.path.join(env["cwd"], "sec", "Dockerfile"), "w") as fh:
+        fh.write(f"FROM {env['base']}\n"
+                 "RUN --mount=type=secret,id=tok test \"$(sha256sum < /run/secrets/tok | cut -d' ' -f1)\" = "
+                 f"\"{digest}\" && echo secret-ok > /ok\n"
+                 "RUN --mount=type=secret,id=tok,env=TOK test \"$(printf %s \"$TOK\" | sha256sum | cut -d' ' -f1)\" = "
+                 f"\"{digest}\" && echo env-ok >> /ok\n")
+    os.environ["BAKERY_TEST_TOKEN"] = secret
+    try:
+        r = bakery(env, "sec")
+    finally:
+        del os.environ["BAKERY_TEST_TOKEN"]
+    assert secret not in r.stdout + r.stderr
+    needle = secret.encode()
+    for dirpath, _, names in os.walk(env["cache"]):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as fh:
+                    assert needle not in fh.read(), p
+    with open(os.path.join(env["cwd"], "out", "sec.tar"), "rb") as fh:
+        assert needle not in fh.read()
