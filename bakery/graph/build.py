@@ -147,6 +147,7 @@ class TargetInfo:
     context: str = ""
     dockerfile: str = ""
     exports: List[str] = field(default_factory=list)
+    links: Tuple[str, ...] = ()  # targets used through contexts = { x = "target:NAME" }
 
 
 def export_id(target: str, platform: str) -> str:
@@ -691,6 +692,7 @@ def build_graph(
             no_cache_filter=tuple(t.no_cache_filter or ()),
             context=t.context or ".",
             dockerfile="<inline>" if t.dockerfile_inline is not None else (t.dockerfile or "Dockerfile"),
+            links=tuple(dict.fromkeys(o for k, o in _target_edges(t) if k == "contexts")),
         )
     for name, plat in b.export_order:
         exp = b.exports[(name, plat)]

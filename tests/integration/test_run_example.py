@@ -176,3 +176,57 @@ def test_secrets_reach_the_step_and_nothing_else(env) -> None:  # type: ignore[n
                     assert needle not in fh.read(), p
     with open(os.path.join(env["cwd"], "out", "sec.tar"), "rb") as fh:
         assert needle not in fh.read()
+
+
+def test_push_multi_platform_to_the_registry(env) -> None:  # type: ignore[no-untyped-def]
+    host = env["base"].split("/")[0]
+    ref = f"{host}/example/api:pushed"
+    r = bakery(env, "api", "--set", f"api.output=type=registry,name={ref}")
+    assert f"api: pushed {ref}" in r.stdout
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+                         capture_output=True, text=True, check=True).stdout
+    doc = json.loads(raw)
+    if len(env["platforms"]) > 1:
+        assert sorted(m["platform"]["architecture"] for m in doc["manifests"]) == ["amd64", "arm64"]
+    else:
+        assert doc["layers"]
+
+
+def test_two_runs_share_one_store_at_once(env) -> None:  # type: ignore[no-untyped-def]
+    e = dict(os.environ, BAKERY_CACHE_DIR=env["cache"])
+    sets = ["--set", "*.platform=linux/amd64"] if env["platforms"] == ["linux/amd64"] else []
+    cmd = [sys.executable, "-m", "bakery", "run", "--var", f"BASE_IMAGE={env['base']}", *sets]
+    procs = [subprocess.Popen(cmd, cwd=env["cwd"], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    assert steps_run(bakery(env)) == 0
+
+
+def test_killed_build_leaves_a_usable_store(env) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import time
+
+    with open(os.path.join(env["cwd"], "docker-bake.override.hcl"), "w") as fh:
+        fh.write('target "slow" {\n  context = "slow"\n  output = ["type=cacheonly"]\n}\n')
+    os.makedirs(os.path.join(env["cwd"], "slow"))
+    with open(os.path.join(env["cwd"], "slow", "Dockerfile"), "w") as fh:
+        fh.write(f"FROM {env['base']}\nRUN echo started && sleep 30 && echo done > /f\n")
+    e = dict(os.environ, BAKERY_CACHE_DIR=env["cache"])
+    p = subprocess.Popen([sys.executable, "-m", "bakery", "run", "--var", f"BASE_IMAGE={env['base']}",
+                          "--set", "*.platform=linux/amd64", "slow"], cwd=env["cwd"], env=e,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    assert p.stderr is not None
+    seen = ""
+    while time.time() < deadline:
+        line = p.stderr.readline()
+        seen += line
+        if "started" in line:
+            break
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert "started" in seen
+    # the store is still usable and right: the example builds and caches
+    assert bakery(env, "api").returncode == 0
+    assert steps_run(bakery(env, "api")) == 0
