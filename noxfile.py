@@ -7,7 +7,7 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
-PY_FILES = ["bakery", "tests", "benchmarks", "noxfile.py"]
+PY_FILES = ["bakery", "tests", "benchmarks", "examples", "noxfile.py"]
 
 
 @nox.session

@@ -57,8 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the resolved targets as JSON, exactly as `docker buildx bake --print`",
     )
     plan.add_argument(
-        "--format", choices=("text", "json", "dot", "mermaid", "html", "matrix"), default="text",
-        help="how to show the merged build graph (default: text); matrix is a CI job matrix",
+        "--format", choices=("text", "json", "dot", "mermaid", "html", "github-matrix", "matrix"),
+        default="text",
+        help="how to show the merged build graph (default: text); github-matrix (alias matrix) "
+        "is a GitHub Actions strategy.matrix",
+    )
+    plan.add_argument(
+        "--split", choices=("targets", "platforms"), default=None,
+        help="github-matrix: one entry per target (default) or per target and platform "
+        "(matrix, the older name, splits by platform unless told)",
+    )
+    plan.add_argument(
+        "--shard", metavar="I/N",
+        help="only the I-th of N balanced shards of the requested targets (1-based); "
+        "targets that need each other stay in one shard",
     )
 
     run = sub.add_parser(
@@ -78,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="talk plain HTTP to this registry (loopback registries always may)")
     run.add_argument("--cache-dir", metavar="DIR", help="the store (default: $BAKERY_CACHE_DIR or ~/.cache/bakery)")
     run.add_argument("--progress", choices=("auto", "plain", "quiet"), default="auto")
+    run.add_argument("--shard", metavar="I/N",
+                     help="build only the I-th of N balanced shards of the requested targets "
+                     "(1-based; as `bakery plan --shard I/N` shows)")
 
     sub.add_parser("info", help="show the sandbox, snapshotter and store bakery uses, and why")
 
@@ -137,12 +152,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from bakery.bakefile.loader import resolve_targets
     from bakery.graph.build import build_graph
     from bakery.graph.render import render
+    from bakery.graph.shard import parse_shard, shard
 
+    which = parse_shard(args.shard) if args.shard else None
     cfg = _load(args)
     resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
     graph = build_graph(resolved.targets, _requested(args, resolved), os.getcwd(),
                         groups=resolved.groups)
-    sys.stdout.write(render(graph, args.format))
+    if which is not None:
+        # only this shard's targets: their own graph (shared counts within the shard)
+        graph = build_graph(resolved.targets, shard(graph, *which), os.getcwd())
+    cached = None
+    if args.format == "text":
+        from bakery.engine.store import Store
+
+        store = Store()
+
+        def in_store(key: str) -> bool:
+            return store.get_record(key, touch=False) is not None
+
+        cached = in_store
+    sys.stdout.write(render(graph, args.format, cached=cached, split=args.split))
     return 0
 
 
@@ -203,8 +233,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = PlainProgress(sys.stderr, quiet=args.progress == "quiet")
     progress.note(f"sandbox: {why}")
     secrets = _secrets(resolved.targets.values())
+    requested = _requested(args, resolved)
+    if args.shard:
+        from bakery.graph.build import build_graph
+        from bakery.graph.shard import parse_shard, shard
+
+        i, n = parse_shard(args.shard)  # bad specs fail here, before anything is built
+        requested = shard(build_graph(resolved.targets, requested, os.getcwd(),
+                                      groups=resolved.groups), i, n)
+        progress.note(f"shard {i}/{n}: {', '.join(requested) or 'no targets'}")
+        if not requested:
+            return 0
     report = run_targets(
-        resolved.targets, _requested(args, resolved), resolved.groups, os.getcwd(), Store(),
+        resolved.targets, requested, resolved.groups, os.getcwd(), Store(),
         sandbox, jobs=max(1, args.jobs), keep_going=args.keep_going, no_cache=args.no_cache,
         progress=progress, secrets=secrets, allow_network_host=allow_host,
         insecure=args.insecure_registry, push=True if args.push else None,

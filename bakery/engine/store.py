@@ -180,19 +180,20 @@ class Store:
                "last_used": now, "meta": dict(meta or {})}
         self._write_json(self.record_path(key), doc)
 
-    def get_record(self, key: str, verify: bool = False) -> Optional[Dict[str, Any]]:
+    def get_record(self, key: str, verify: bool = False, touch: bool = True) -> Optional[Dict[str, Any]]:
         """The result recorded for ``key``, or None if absent or untrustworthy
         (a blob missing, of the wrong size, or with ``verify`` of the wrong
-        digest).  Marks the record as used (for LRU pruning)."""
+        digest).  Marks the record as used (for LRU pruning) unless ``touch``
+        is False (looking, as ``bakery plan`` does, is not using)."""
         doc = self._read_record(key)
         if doc is None:
             return None
         for d, size in doc.get("blobs", {}).items():
             if not self.has_blob(d, size) or (verify and not self.verify_blob(d)):
                 return None
-        path = self.record_path(key)
-        with contextlib.suppress(OSError):
-            os.utime(path)  # last use, cheaply: the file's mtime
+        if touch:
+            with contextlib.suppress(OSError):
+                os.utime(self.record_path(key))  # last use, cheaply: the file's mtime
         return doc["result"]
 
     def _read_record(self, key: str) -> Optional[Dict[str, Any]]:

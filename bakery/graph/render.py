@@ -9,9 +9,14 @@ order (:meth:`BuildGraph.order`), sets are sorted.
 
 ``text``
     targets, then steps in execution order (number, short key, kind,
-    description, inputs, ``(shared by a, b)``), then exports.
+    description, inputs, ``(shared by a, b)``, ``cached``), then exports and
+    a summary line (targets, platforms, nodes, shared nodes, cached).  A step
+    is marked ``cached`` when ``cached(key)`` is true (``render(...,
+    cached=...)``; the CLI asks the store); without ``cached`` nothing is
+    marked and the summary leaves the count out.
 ``json``
-    the stable schema below, indented by 2, keys in a fixed order.
+    the stable schema below (``schemas/plan.schema.json``), indented by 2,
+    keys in a fixed order.
 ``dot``
     a graphviz digraph, one node per merged step, one per export; data
     edges solid, ``depends_on`` ordering edges dashed.
@@ -20,13 +25,18 @@ order (:meth:`BuildGraph.order`), sets are sorted.
 ``html``
     one self-contained page (inline CSS and JS, no external assets) from
     the jinja2 template ``bakery/ui/templates/plan.html.j2``.
+``github-matrix``
+    a GitHub Actions ``strategy.matrix`` on one line (for
+    ``$GITHUB_OUTPUT``): ``{"include": [{"target": "app"}, ...]}``, one entry
+    per requested target (groups expanded), or with ``split="platforms"``
+    one per target and platform,
+    ``{"include": [{"target": "app", "platform": "linux/arm64"}, ...]}``;
+    targets without platforms get ``"local"``.
 ``matrix``
-    a GitHub Actions ``strategy.matrix``:
-    ``{"include": [{"target": "app", "platform": "linux/arm64"}, ...]}``, one
-    entry per requested target (groups expanded) and platform, on one line
-    (for ``$GITHUB_OUTPUT``); targets without platforms get ``"local"``.
+    the older name of ``github-matrix``; it splits by platform unless
+    ``split`` says otherwise (as it always did).
 
-JSON schema (``version`` 1)::
+JSON schema (``version`` 1; formally in ``schemas/plan.schema.json``)::
 
     {
       "version": 1,
@@ -64,7 +74,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 from bakery.errors import BakeryError
 from bakery.graph.build import BuildGraph
@@ -72,7 +82,9 @@ from bakery.graph.keys import short_key
 from bakery.graph.ops import ImageSource
 from bakery.graph.platforms import parse_platform
 
-__all__ = ["FORMATS", "render"]
+__all__ = ["FORMATS", "SPLITS", "render"]
+
+Cached = Callable[[str], bool]
 
 
 def _one_line(s: str, limit: int = 0) -> str:
@@ -95,8 +107,9 @@ def _numbers(graph: BuildGraph) -> Dict[str, int]:
     return {k: i + 1 for i, k in enumerate(graph.order())}
 
 
-def render_text(graph: BuildGraph) -> str:
+def render_text(graph: BuildGraph, cached: Optional[Cached] = None) -> str:
     num = _numbers(graph)
+    hits = {k for k in num if cached(k)} if cached is not None else set()
     out: List[str] = []
     out.append(
         f"plan: {len(graph.targets)} targets, {len(graph.exports)} exports, "
@@ -134,6 +147,8 @@ def render_text(graph: BuildGraph) -> str:
             line += "  after " + ", ".join(e[len("export:"):] for e in n.after)
         if graph.is_shared(k):
             line += "  (shared by " + ", ".join(graph.user_labels(k)) + ")"
+        if k in hits:
+            line += "  cached"
         out.append(line.rstrip())
     out.append("")
     out.append("exports:")
@@ -142,7 +157,21 @@ def render_text(graph: BuildGraph) -> str:
         if e.after:
             line += "  after " + ", ".join(a[len("export:"):] for a in e.after)
         out.append(line)
+    out.append("")
+    platforms = {e.platform for e in graph.exports.values()}
+    summary = (
+        f"summary: {_count(len(graph.targets), 'target')}, "
+        f"{_count(len(platforms), 'platform')}, {_count(graph.total_steps, 'node')}, "
+        f"{graph.shared_steps} shared"
+    )
+    if cached is not None:
+        summary += f", {len(hits)} cached"
+    out.append(summary)
     return "\n".join(out) + "\n"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def render_json(graph: BuildGraph) -> str:
@@ -277,9 +306,21 @@ def render_html(graph: BuildGraph) -> str:
     )
 
 
-def render_matrix(graph: BuildGraph) -> str:
+SPLITS = ("targets", "platforms")
+
+
+def render_github_matrix(graph: BuildGraph, split: str = "targets") -> str:
+    return render_matrix(graph, split)
+
+
+def render_matrix(graph: BuildGraph, split: str = "platforms") -> str:
+    if split not in SPLITS:
+        raise BakeryError(f"unknown matrix split {split!r}", hint="use one of " + ", ".join(SPLITS))
     include: List[Dict[str, str]] = []
     for name in graph.matrix_targets():
+        if split == "targets":
+            include.append({"target": name})
+            continue
         t = graph.targets[name]
         plats = [p if p == "local" else str(parse_platform(p)) for p in t.explicit_platforms]
         for p in dict.fromkeys(plats or ["local"]):
@@ -293,17 +334,35 @@ FORMATS: Dict[str, Callable[[BuildGraph], str]] = {
     "dot": render_dot,
     "mermaid": render_mermaid,
     "html": render_html,
-    "matrix": render_matrix,
+    "github-matrix": render_github_matrix,
+    "matrix": render_matrix,  # the older name: split by platform by default
 }
 
 
-def render(graph: BuildGraph, fmt: str) -> str:
-    """``graph`` as ``fmt`` (one of :data:`FORMATS`)."""
+def render(
+    graph: BuildGraph,
+    fmt: str,
+    *,
+    cached: Optional[Cached] = None,
+    split: Optional[str] = None,
+) -> str:
+    """``graph`` as ``fmt`` (one of :data:`FORMATS`).
+
+    ``cached(key)`` says whether a step's result is in the store (``text``
+    marks those steps); ``split`` is ``targets`` or ``platforms`` (one
+    ``github-matrix`` entry per target, or per target and platform; None:
+    the format's default)."""
     fn = FORMATS.get(fmt)
     if fn is None:
         raise BakeryError(
             f"unknown plan format {fmt!r}",
             hint="use one of " + ", ".join(FORMATS),
         )
+    if fn is render_text:
+        return render_text(graph, cached)
+    if split is not None and fn is render_matrix:
+        return render_matrix(graph, split)
+    if split is not None and fn is render_github_matrix:
+        return render_github_matrix(graph, split)
     return fn(graph)
 

@@ -7,8 +7,12 @@ and review the diff.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import os
+import shutil
+import subprocess
+import sys
 from typing import Any, Set
 
 import pytest
@@ -25,7 +29,7 @@ from .test_graph_build import fake_digest, mini_convert
 GOLDEN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       "data", "graph")
 EXT = {"text": "txt", "json": "json", "dot": "dot", "mermaid": "mmd", "html": "html",
-       "matrix": "matrix.json"}
+       "matrix": "matrix.json", "github-matrix": "github-matrix.json"}
 
 
 def convert(request: BuildRequest, image_config: Any) -> Export:
@@ -132,3 +136,106 @@ def test_html_is_self_contained(graph: BuildGraph) -> None:
 def test_unknown_format(graph: BuildGraph) -> None:
     with pytest.raises(BakeryError, match="unknown plan format"):
         render(graph, "yaml")
+
+
+def test_github_matrix_one_entry_per_target(graph: BuildGraph) -> None:
+    want = {"include": [{"target": "api"}, {"target": "worker"}, {"target": "e2e"}]}
+    assert json.loads(render(graph, "github-matrix")) == want
+    assert json.loads(render(graph, "matrix", split="targets")) == want
+    split = json.loads(render(graph, "github-matrix", split="platforms"))
+    assert split == json.loads(render(graph, "matrix"))
+    text = render(graph, "github-matrix")
+    assert "\n" not in text.rstrip("\n")  # one line, for $GITHUB_OUTPUT
+
+
+def test_unknown_split(graph: BuildGraph) -> None:
+    with pytest.raises(BakeryError, match="unknown matrix split"):
+        render(graph, "github-matrix", split="arch")
+
+
+def test_text_marks_cached_steps_and_sums_up(graph: BuildGraph) -> None:
+    order = graph.order()
+    hit = set(order[:3])
+    text = render(graph, "text", cached=hit.__contains__)
+    lines = text.splitlines()
+    marked = [ln for ln in lines if ln.startswith("  #") and ln.endswith("  cached")]
+    assert len(marked) == 3
+    for k in order[:3]:
+        assert any(graph.nodes[k].short in ln for ln in marked)
+    platforms = {e.platform for e in graph.exports.values()}
+    assert lines[-1] == (
+        f"summary: {len(graph.targets)} targets, {len(platforms)} platforms, "
+        f"{graph.total_steps} nodes, {graph.shared_steps} shared, 3 cached"
+    )
+    plain = render(graph, "text")
+    assert "  cached" not in plain
+    assert plain.splitlines()[-1].startswith("summary: ") and "cached" not in plain.splitlines()[-1]
+
+
+def test_cached_is_asked_about_every_step_once(graph: BuildGraph) -> None:
+    asked: list = []
+    render(graph, "text", cached=lambda k: asked.append(k) or False)
+    assert sorted(asked) == sorted(graph.nodes)
+
+
+def test_dot_renders_with_graphviz(graph: BuildGraph, tmp_path: Any) -> None:
+    dot = shutil.which("dot")
+    if dot is None:
+        pytest.skip("graphviz `dot` is not installed (Debian package: graphviz)")
+    src = tmp_path / "plan.dot"
+    src.write_text(render(graph, "dot"), encoding="utf-8")
+    r = subprocess.run([dot, "-Tsvg", str(src)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "<svg" in r.stdout
+    assert r.stderr.strip() == "", r.stderr  # no syntax warnings either
+    svg = html.unescape(r.stdout)  # graphviz writes "-" as &#45;
+    for e in graph.exports.values():
+        assert f"{e.target}@{e.platform}" in svg
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def plan_validator() -> Any:
+    jsonschema = pytest.importorskip("jsonschema")
+    with open(os.path.join(ROOT, "schemas", "plan.schema.json"), encoding="utf-8") as fh:
+        schema = json.load(fh)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_json_validates_against_plan_schema(graph: BuildGraph) -> None:
+    v = plan_validator()
+    data = json.loads(render(graph, "json"))
+    errors = sorted(v.iter_errors(data), key=str)
+    assert not errors, [e.message for e in errors]
+    assert any("after" in s for s in data["steps"])  # the optional keys are exercised
+    assert any(s["kind"] == "local" for s in data["steps"])
+
+
+def test_plan_schema_rejects_undocumented_or_missing_keys(graph: BuildGraph) -> None:
+    v = plan_validator()
+    data = json.loads(render(graph, "json"))
+    data["steps"][0]["surprise"] = 1
+    assert not v.is_valid(data)
+    data = json.loads(render(graph, "json"))
+    del data["counts"]
+    assert not v.is_valid(data)
+    data = json.loads(render(graph, "json"))
+    data["steps"][0]["kind"] = "magic"
+    assert not v.is_valid(data)
+
+
+def test_cli_json_of_the_example_validates(tmp_path: Any) -> None:
+    v = plan_validator()
+    env = {k: val for k, val in os.environ.items() if k not in ("VERSION", "REGISTRY")}
+    env["BAKERY_CACHE_DIR"] = str(tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "bakery", "plan", "--format", "json"],
+        cwd=os.path.join(ROOT, "examples", "monorepo"), env=env, capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    errors = sorted(v.iter_errors(data), key=str)
+    assert not errors, [e.message for e in errors]
+    assert data["counts"]["steps"] == len(data["steps"]) > 0
