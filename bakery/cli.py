@@ -8,8 +8,10 @@ error (a bug: reported as one, with a hint to rerun with ``--debug``);
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
 import traceback
 from typing import Dict, List, Optional, Sequence
@@ -157,8 +159,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     which = parse_shard(args.shard) if args.shard else None
     cfg = _load(args)
     resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
-    graph = build_graph(resolved.targets, _requested(args, resolved), os.getcwd(),
-                        groups=resolved.groups)
+    with _target_positions(cfg):
+        graph = build_graph(resolved.targets, _requested(args, resolved), os.getcwd(),
+                            groups=resolved.groups)
     if which is not None:
         # only this shard's targets: their own graph (shared counts within the shard)
         graph = build_graph(resolved.targets, shard(graph, *which), os.getcwd())
@@ -174,6 +177,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
         cached = in_store
     sys.stdout.write(render(graph, args.format, cached=cached, split=args.split))
     return 0
+
+
+@contextlib.contextmanager
+def _target_positions(cfg):  # type: ignore[no-untyped-def]
+    """Errors about a target ("target NAME: ...") point at its block."""
+    try:
+        yield
+    except BakeryError as e:
+        m = re.match(r"target ([A-Za-z0-9_-]+): ", e.message)
+        if e.pos is None and m and ("target", m.group(1)) in cfg.positions:
+            e.pos = cfg.positions[("target", m.group(1))]
+        raise
 
 
 def _requested(args: argparse.Namespace, resolved) -> List[str]:
@@ -244,12 +259,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.note(f"shard {i}/{n}: {', '.join(requested) or 'no targets'}")
         if not requested:
             return 0
-    report = run_targets(
-        resolved.targets, requested, resolved.groups, os.getcwd(), Store(),
-        sandbox, jobs=max(1, args.jobs), keep_going=args.keep_going, no_cache=args.no_cache,
-        progress=progress, secrets=secrets, allow_network_host=allow_host,
-        insecure=args.insecure_registry, push=True if args.push else None,
-    )
+    with _target_positions(cfg):
+        report = run_targets(
+            resolved.targets, requested, resolved.groups, os.getcwd(), Store(),
+            sandbox, jobs=max(1, args.jobs), keep_going=args.keep_going, no_cache=args.no_cache,
+            progress=progress, secrets=secrets, allow_network_host=allow_host,
+            insecure=args.insecure_registry, push=True if args.push else None,
+        )
     for line in report.outputs:
         print(line)
     progress.note(f"done: {report.executed} steps run, {report.cached} from the cache")

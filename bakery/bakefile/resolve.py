@@ -445,6 +445,12 @@ def _load_links(r: _Resolver, name: str, t: Target, targets: Dict[str, Target], 
                               r.cfg.positions.get(("target", name)),
                               hint="contexts = { x = \"target:y\" } must not form a cycle")
         t2 = targets.get(other)
+        if t2 is None and other not in r.by_name:
+            raise BakeryError(
+                f'target {name}: contexts names "target:{other}", but there is no target {other}',
+                r.cfg.positions.get(("target", name)),
+                hint=closest(other, list(r.by_name)) or "run `bakery ls` to see the targets",
+            )
         if t2 is None:
             t2 = r.resolve(other)
             t2 = t2.evolve(output=buildflags.parse_list("output", ["type=cacheonly"]), linked=True)

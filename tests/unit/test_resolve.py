@@ -223,3 +223,10 @@ def test_evolve_copies() -> None:
     a = Target("a", tags=["x"])
     b = a.evolve(tags=["y"])
     assert a.tags == ["x"] and b.tags == ["y"] and b.name == "a" and b == Target("a", tags=["y"])
+
+
+def test_link_to_a_missing_target_names_the_user() -> None:
+    c = cfg(Target("b", contexts={"x": "target:zz"}))
+    with pytest.raises(BakeryError) as e:
+        printed(c, ["b"])
+    assert e.value.message == 'target b: contexts names "target:zz", but there is no target zz'
