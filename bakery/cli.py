@@ -180,7 +180,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _target_positions(cfg):  # type: ignore[no-untyped-def]
+def _target_positions(cfg):
     """Errors about a target ("target NAME: ...") point at its block."""
     try:
         yield
