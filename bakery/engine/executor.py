@@ -77,6 +77,14 @@ class _NullProgress:
         pass
 
 
+class CacheSource(Protocol):
+    """An imported build cache (``cache-from``), consulted on a store miss."""
+
+    def fetch(self, key: str, store: Store) -> bool:
+        """Install the record for ``key`` (and the layer blobs it needs) into
+        ``store`` if this cache has it; True when it did."""
+
+
 class BuildFailed(BakeryError):
     """A step failed; ``results`` has every node's outcome."""
 
@@ -98,6 +106,7 @@ class Engine:
         progress: Optional[Progress] = None,
         secrets: Optional[Mapping[str, bytes]] = None,
         allow_network_host: bool = False,
+        cache_sources: Sequence[CacheSource] = (),
     ):
         self.store = store
         self.sandbox = sandbox
@@ -109,6 +118,7 @@ class Engine:
         self.progress: Progress = progress or _NullProgress()
         self.secrets = dict(secrets or {})
         self.allow_network_host = allow_network_host
+        self.cache_sources = list(cache_sources)
         self.executed: Dict[str, int] = {}  # key -> times run in this engine (tests, stats)
         self._lock = threading.Lock()
 
@@ -174,6 +184,14 @@ class Engine:
 
     def load(self, key: str) -> Optional[State]:
         rec = self.store.get_record(key)
+        if rec is None:
+            for src in self.cache_sources:
+                try:
+                    if src.fetch(key, self.store):
+                        rec = self.store.get_record(key)
+                        break
+                except BakeryError:
+                    continue  # a broken import is a miss, never a wrong result
         if rec is None:
             return None
         return State(tuple(rec.get("layers", ())), rec.get("config"), None, cached=True)
