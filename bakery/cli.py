@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(matrix, the older name, splits by platform unless told)",
     )
     plan.add_argument(
+        "--resolve", action="store_true",
+        help="resolve base images through their registries (their configs shape the steps, so "
+        "keys then match `bakery run` and cached steps show as cached)",
+    )
+    plan.add_argument(
         "--shard", metavar="I/N",
         help="only the I-th of N balanced shards of the requested targets (1-based); "
         "targets that need each other stay in one shard",
@@ -160,11 +165,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     cfg = _load(args)
     resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
     with _target_positions(cfg):
+        resolver = None
+        if args.resolve:
+            from bakery.engine.run import RegistryPuller
+            from bakery.engine.store import Store as _Store
+
+            resolver = RegistryPuller(_Store()).image_config
         graph = build_graph(resolved.targets, _requested(args, resolved), os.getcwd(),
-                            groups=resolved.groups)
+                            groups=resolved.groups,
+                            **({"image_config": resolver} if resolver else {}))
     if which is not None:
         # only this shard's targets: their own graph (shared counts within the shard)
-        graph = build_graph(resolved.targets, shard(graph, *which), os.getcwd())
+        graph = build_graph(resolved.targets, shard(graph, *which), os.getcwd(),
+                            **({"image_config": resolver} if resolver else {}))
     cached = None
     if args.format == "text":
         from bakery.engine.store import Store

@@ -230,3 +230,16 @@ def test_killed_build_leaves_a_usable_store(env) -> None:  # type: ignore[no-unt
     # the store is still usable and right: the example builds and caches
     assert bakery(env, "api").returncode == 0
     assert steps_run(bakery(env, "api")) == 0
+
+
+def test_plan_resolve_shows_what_run_cached(env) -> None:  # type: ignore[no-untyped-def]
+    bakery(env, "api")
+    sets = ["--set", "*.platform=linux/amd64"] if env["platforms"] == ["linux/amd64"] else []
+    e = dict(os.environ, BAKERY_CACHE_DIR=env["cache"])
+    r = subprocess.run([sys.executable, "-m", "bakery", "plan", "--resolve", "--var",
+                        f"BASE_IMAGE={env['base']}", *sets, "api"], cwd=env["cwd"], env=e,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    steps = [line for line in r.stdout.splitlines() if re.match(r"\s+#\d+", line)]
+    runnable = [s for s in steps if " exec " in s or " file " in s]
+    assert runnable and all("cached" in s for s in runnable), r.stdout
