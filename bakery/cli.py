@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import traceback
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from bakery import __version__
 from bakery.errors import BakeryError
@@ -165,19 +165,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     cfg = _load(args)
     resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
     with _target_positions(cfg):
-        resolver = None
-        if args.resolve:
+        resolver: Any = lambda img: None  # plan never touches the network...
+        if args.resolve:  # ...unless asked to
             from bakery.engine.run import RegistryPuller
             from bakery.engine.store import Store as _Store
 
             resolver = RegistryPuller(_Store()).image_config
         graph = build_graph(resolved.targets, _requested(args, resolved), os.getcwd(),
-                            groups=resolved.groups,
-                            **({"image_config": resolver} if resolver else {}))
+                            resolver, groups=resolved.groups)
     if which is not None:
         # only this shard's targets: their own graph (shared counts within the shard)
-        graph = build_graph(resolved.targets, shard(graph, *which), os.getcwd(),
-                            **({"image_config": resolver} if resolver else {}))
+        graph = build_graph(resolved.targets, shard(graph, *which), os.getcwd(), resolver)
     cached = None
     if args.format == "text":
         from bakery.engine.store import Store
