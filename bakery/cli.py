@@ -165,7 +165,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     cfg = _load(args)
     resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
     with _target_positions(cfg):
-        resolver: Any = lambda img: None  # plan never touches the network...
+        resolver: Any = _no_image_config  # plan never touches the network...
         if args.resolve:  # ...unless asked to
             from bakery.engine.run import RegistryPuller
             from bakery.engine.store import Store as _Store
@@ -188,6 +188,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         cached = in_store
     sys.stdout.write(render(graph, args.format, cached=cached, split=args.split))
     return 0
+
+
+def _no_image_config(img: Any) -> None:
+    return None
 
 
 @contextlib.contextmanager
