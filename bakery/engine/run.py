@@ -169,13 +169,17 @@ def run_targets(
     insecure: Sequence[str] = (),
     push: Optional[bool] = None,
 ) -> RunReport:
+    from bakery.cache import export_caches, sources_for_targets
     from bakery.engine.emulation import ensure_emulator
     from bakery.graph.build import build_graph
 
     puller = RegistryPuller(store, insecure)
     graph = build_graph(targets, requested, cwd, image_config=puller.image_config, groups=groups)
+    note = getattr(progress, "note", None)
+    sources = sources_for_targets(targets, list(graph.targets), cwd, puller.client, puller.blobs, note)
     engine = Engine(store, sandbox, puller, jobs=jobs, keep_going=keep_going, no_cache=no_cache,
-                    progress=progress, secrets=secrets, allow_network_host=allow_network_host)
+                    progress=progress, secrets=secrets, allow_network_host=allow_network_host,
+                    cache_sources=sources)
     for arch in sorted({n.op.platform.architecture for n in graph.nodes.values()
                         if isinstance(n.op, Exec)}):
         note = ensure_emulator(arch)
@@ -209,6 +213,7 @@ def run_targets(
     for name, root in images.items():
         report.outputs.extend(_write_outputs(targets[name], root, puller, store, engine,
                                              per_target[name], cwd, push))
+    report.outputs.extend(export_caches(graph, targets, store, cwd, puller.client, puller.blobs, note))
     return report
 
 

@@ -1,0 +1,210 @@
+"""Build cache import (``cache-from``) and export (``cache-to``).
+
+A cache is an OCI image layout (``type=local``) or an OCI artifact in a
+registry (``type=registry``) holding one *cache index* JSON blob, media type
+``application/vnd.bakery.cache.v1+json``, that maps step keys to their
+results (layers by diff_id, each with its gzip-compressed blob, and the
+image config of image sources), plus the compressed layer blobs.  The format
+is in :mod:`bakery.cache.index`, the layout in :mod:`bakery.cache.local`,
+the registry artifact in :mod:`bakery.cache.registry`.
+
+Supported entries (bake's ``cache-to`` / ``cache-from``)::
+
+    type=local,dest=DIR[,tag=T][,mode=min|max][,ignore-error=true]
+    type=local,src=DIR[,tag=T]
+    type=registry,ref=REPO:TAG[,mode=min|max][,ignore-error=true]
+    REPO:TAG                       (cache-from / cache-to shorthand: registry)
+
+``tag`` defaults to ``latest``.  ``mode=min`` (the default) exports the
+records of the final images (each exported target/platform's root step:
+enough to restore the image, not the intermediate steps); ``mode=max``
+exports every step of every target that names the cache.  Targets that
+name the same destination write one merged cache (the union of their
+steps, each blob once), exported once after the build succeeded.
+
+Errors: an import never fails a build; a cache that cannot be read, a
+record whose blob is missing, truncated or not the layer it claims to be is
+a cache miss (the step is built) with a warning.  An export that fails
+fails the run, unless the entry says ``ignore-error=true``, when it is a
+warning.  ``ignore-error`` on a ``cache-from`` entry is accepted and has no
+further effect.
+
+Not supported (a warning, the entry is skipped): ``type=inline``, ``gha``,
+``s3``, ``azblob``; ``cache-mounts`` (RUN --mount=type=cache contents are
+never exported); compressions other than gzip.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+from bakery.cache.index import CACHE_INDEX_TYPE, CacheIndex, CacheRecord, LayerEntry
+from bakery.cache.local import LocalCacheSource, export_local, read_local_index
+from bakery.cache.registry import RegistryCacheSource, export_registry, read_registry_index
+from bakery.errors import BakeryError
+
+__all__ = [
+    "CACHE_INDEX_TYPE",
+    "CacheIndex",
+    "CacheRecord",
+    "LayerEntry",
+    "LocalCacheSource",
+    "RegistryCacheSource",
+    "cache_sources",
+    "export_caches",
+    "export_local",
+    "export_registry",
+    "plan_exports",
+    "read_local_index",
+    "read_registry_index",
+    "sources_for_targets",
+]
+
+log = logging.getLogger("bakery.cache")
+
+Note = Callable[[str], None]
+
+
+def _entry(e: Any) -> Tuple[str, Dict[str, str]]:
+    """(type, attrs) of a CacheOptionsEntry, a string or a mapping."""
+    from bakery.bakefile.buildflags import CacheOptionsEntry
+
+    if isinstance(e, (str, Mapping)):
+        e = CacheOptionsEntry.from_value(e)
+    return str(e.type), {str(k).lower(): str(v) for k, v in dict(e.attrs).items()}
+
+
+def _path(cwd: str, p: str) -> str:
+    return os.path.abspath(os.path.join(cwd, os.path.expanduser(p)))
+
+
+def _warn(note: Optional[Note], text: str) -> None:
+    log.warning("%s", text)
+    if note is not None:
+        note(f"warning: {text}")
+
+
+def cache_sources(entries: Iterable[Any], cwd: str, client: Any = None, blobs: Any = None,
+                  note: Optional[Note] = None) -> List[Any]:
+    """The CacheSources of ``cache-from`` entries (duplicates once)."""
+    out: List[Any] = []
+    seen: Set[Tuple[str, ...]] = set()
+    for e in entries:
+        typ, attrs = _entry(e)
+        if typ == "local":
+            src = attrs.get("src")
+            if not src:
+                _warn(note, "cache-from type=local needs src=DIR; skipped")
+                continue
+            ident: Tuple[str, ...] = ("local", _path(cwd, src), attrs.get("tag") or "latest")
+            if ident not in seen:
+                seen.add(ident)
+                out.append(LocalCacheSource(ident[1], ident[2]))
+        elif typ == "registry":
+            ref = attrs.get("ref")
+            if not ref or client is None or blobs is None:
+                _warn(note, f"cache-from type=registry{',ref=' + ref if ref else ''}: "
+                            "needs ref= and registry access; skipped")
+                continue
+            ident = ("registry", ref)
+            if ident not in seen:
+                seen.add(ident)
+                out.append(RegistryCacheSource(client, ref, blobs))
+        else:
+            _warn(note, f"cache-from type={typ} is not supported by the embedded driver; skipped")
+    return out
+
+
+@dataclass
+class ExportPlan:
+    type: str  # local | registry
+    where: str  # the directory or the ref
+    tag: str = "latest"
+    ignore_error: bool = False
+    keys: Set[str] = field(default_factory=set)
+    targets: List[str] = field(default_factory=list)
+
+
+def _true(v: Optional[str]) -> bool:
+    return (v or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def plan_exports(graph: Any, targets: Mapping[str, Any], cwd: str,
+                 note: Optional[Note] = None) -> List[ExportPlan]:
+    """One plan per destination: the keys every target naming it exports."""
+    plans: Dict[Tuple[str, str, str], ExportPlan] = {}
+    for name in graph.targets:
+        t = targets.get(name)
+        if t is None:
+            continue
+        for e in getattr(t, "cache_to", None) or ():
+            typ, attrs = _entry(e)
+            if typ == "local":
+                if not attrs.get("dest"):
+                    _warn(note, f"target {name}: cache-to type=local needs dest=DIR; skipped")
+                    continue
+                ident = ("local", _path(cwd, attrs["dest"]), attrs.get("tag") or "latest")
+            elif typ == "registry":
+                if not attrs.get("ref"):
+                    _warn(note, f"target {name}: cache-to type=registry needs ref=; skipped")
+                    continue
+                ident = ("registry", attrs["ref"], "")
+            else:
+                _warn(note, f"target {name}: cache-to type={typ} is not supported by the "
+                            "embedded driver; skipped")
+                continue
+            mode = (attrs.get("mode") or "min").lower()
+            if mode not in ("min", "max"):
+                raise BakeryError(f"target {name}: cache-to mode={mode} is not min or max")
+            plan = plans.get(ident)
+            if plan is None:
+                plan = plans[ident] = ExportPlan(ident[0], ident[1], ident[2] or "latest")
+            plan.ignore_error = plan.ignore_error or _true(attrs.get("ignore-error"))
+            if name not in plan.targets:
+                plan.targets.append(name)
+            if mode == "max":
+                plan.keys.update(graph.target_nodes(name))
+            else:
+                plan.keys.update(ex.root for ex in graph.exports.values() if ex.target == name)
+    return list(plans.values())
+
+
+def export_caches(graph: Any, targets: Mapping[str, Any], store: Any, cwd: str,
+                  client: Any = None, blobs: Any = None, note: Optional[Note] = None) -> List[str]:
+    """Export every ``cache-to`` of the graph's targets; lines for the report."""
+    done: List[str] = []
+    for plan in plan_exports(graph, targets, cwd, note):
+        who = ", ".join(plan.targets)
+        try:
+            if plan.type == "local":
+                res = export_local(store, plan.keys, plan.where, plan.tag)
+                where = f"{plan.where} (tag {plan.tag})"
+            else:
+                if client is None or blobs is None:
+                    raise BakeryError("no registry access configured")
+                res = export_registry(store, plan.keys, client, plan.where, blobs)
+                where = plan.where
+        except (BakeryError, OSError) as e:
+            msg = e.message if isinstance(e, BakeryError) else str(e)
+            if plan.ignore_error:
+                _warn(note, f"{who}: cache export to {plan.where} failed: {msg} (ignore-error=true)")
+                continue
+            raise BakeryError(f"{who}: cache export to {plan.where} failed: {msg}",
+                              hint="set ignore-error=true on the cache-to entry to build anyway") from e
+        done.append(f"{who}: cache {where}: {res.records} steps, "
+                    f"{res.written} layers written, {res.reused} already there")
+    return done
+
+
+def sources_for_targets(targets: Mapping[str, Any], names: Sequence[str], cwd: str,
+                        client: Any = None, blobs: Any = None, note: Optional[Note] = None) -> List[Any]:
+    """The CacheSources of the ``cache-from`` entries of ``names``."""
+    entries: List[Any] = []
+    for name in names:
+        t = targets.get(name)
+        if t is not None:
+            entries.extend(getattr(t, "cache_from", None) or ())
+    return cache_sources(entries, cwd, client, blobs, note)

@@ -1,0 +1,178 @@
+"""``type=local`` caches: an OCI image layout directory.
+
+::
+
+    DIR/oci-layout                    {"imageLayoutVersion":"1.0.0"}
+    DIR/index.json                    one manifest per tag (ref.name annotation)
+    DIR/blobs/sha256/<manifest>       the cache manifest (see bakery.cache.index)
+    DIR/blobs/sha256/<cache index>    the cache index JSON
+    DIR/blobs/sha256/<layer>...       gzip-compressed layers
+
+Export (``dest=DIR``) is incremental: a layer whose compressed blob the
+previous index of DIR already names (and that is there with its size) is
+neither compressed again nor rewritten.  New blobs are written to a temp
+file and renamed; ``index.json`` last, also through a temp file and a
+rename, so a reader sees the old cache or the new one, never half of one.
+Exporting a tag replaces that tag's index (other tags stay); blobs no tag
+names any more are left in place (remove DIR to start afresh).
+
+Import (``src=DIR``) is lazy: the index is read once, on the first lookup;
+a lookup copies only that step's layers into the content store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from typing import Any, Dict, Iterable, List, Optional
+
+from bakery.cache.common import READ_ERRORS, collect_index, compress_into, install_record, log
+from bakery.cache.index import (
+    CACHE_INDEX_TYPE,
+    CacheIndex,
+    LayerEntry,
+    build_manifest,
+    parse_manifest,
+)
+from bakery.engine.store import Store
+from bakery.errors import BakeryError
+from bakery.oci.media import OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json
+from bakery.oci.store import BlobStore
+
+__all__ = ["LocalCacheSource", "export_local", "read_local_index"]
+
+REF_NAME = "org.opencontainers.image.ref.name"
+LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+class ExportResult:
+    def __init__(self, records: int, written: int, reused: int, digest: str):
+        self.records = records
+        self.written = written  # layer blobs compressed and written
+        self.reused = reused  # layer blobs already there
+        self.digest = digest  # the cache manifest
+
+
+def _read_verified(blobs: BlobStore, desc: Descriptor) -> bytes:
+    data = blobs.read_bytes(desc.digest)
+    if "sha256:" + hashlib.sha256(data).hexdigest() != desc.digest or len(data) != desc.size:
+        raise BakeryError(f"the cache blob {desc.digest} is corrupt")
+    return data
+
+
+def _index_entries(dest: str) -> List[Dict[str, Any]]:
+    path = os.path.join(dest, "index.json")
+    try:
+        with open(path, "rb") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        return []
+    except ValueError as e:
+        raise BakeryError(f"{path} is not valid JSON: {e}") from None
+    entries = doc.get("manifests") if isinstance(doc, dict) else None
+    return [m for m in entries or [] if isinstance(m, dict)]
+
+
+def read_local_index(path: str, tag: str = "latest") -> CacheIndex:
+    """The cache index of the layout ``path`` under ``tag``."""
+    entries = _index_entries(path)
+    chosen = [m for m in entries if (m.get("annotations") or {}).get(REF_NAME) == tag]
+    if not chosen:
+        chosen = [m for m in entries if not (m.get("annotations") or {}).get(REF_NAME)]
+        if len(chosen) != 1:
+            raise BakeryError(f"{path}: no cache tagged {tag!r}")
+    blobs = BlobStore(os.path.join(path, "blobs"))
+    man = _read_verified(blobs, Descriptor.from_json(chosen[0]))
+    return CacheIndex.from_bytes(_read_verified(blobs, parse_manifest(man)))
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def export_local(store: Store, keys: Iterable[str], dest: str, tag: str = "latest") -> ExportResult:
+    """Write the store's records for ``keys`` as the cache ``tag`` of ``dest``."""
+    dest = os.path.abspath(dest)
+    os.makedirs(dest, exist_ok=True)
+    blobs = BlobStore(os.path.join(dest, "blobs"))
+    # what the layout already holds: its previous indexes (any tag)
+    known: Dict[str, LayerEntry] = {}
+    for m in _index_entries(dest):
+        name = (m.get("annotations") or {}).get(REF_NAME) or ""
+        try:
+            known.update(read_local_index(dest, name).by_diff_id() if name else {})
+        except READ_ERRORS as e:
+            log.debug("cache %s: ignoring the old index %s: %s", dest, name, e)
+    counts = {"written": 0, "reused": 0}
+
+    def resolve(diff_id: str) -> LayerEntry:
+        entry = known.get(diff_id)
+        if entry is not None and os.path.isfile(blobs.path(entry.digest)) \
+                and os.path.getsize(blobs.path(entry.digest)) == entry.size:
+            counts["reused"] += 1
+            return entry
+        entry = compress_into(store, blobs, diff_id)
+        counts["written"] += 1
+        return entry
+
+    index = collect_index(store, keys, resolve)
+    idx_desc = blobs.put_bytes(index.to_bytes(), CACHE_INDEX_TYPE)
+    man = build_manifest(idx_desc, index.layers())
+    man_desc = blobs.put_bytes(man, OCI_MANIFEST)
+    entries = [m for m in _index_entries(dest) if (m.get("annotations") or {}).get(REF_NAME) != tag]
+    entries.append(man_desc.with_annotations({REF_NAME: tag}).to_json())
+    if not os.path.isfile(os.path.join(dest, "oci-layout")):
+        _atomic_write(os.path.join(dest, "oci-layout"), LAYOUT_VERSION)
+    _atomic_write(os.path.join(dest, "index.json"),
+                  canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
+    return ExportResult(len(index), counts["written"], counts["reused"], man_desc.digest)
+
+
+class LocalCacheSource:
+    """``cache-from type=local,src=DIR[,tag=T]``: a lazy CacheSource."""
+
+    def __init__(self, src: str, tag: str = "latest"):
+        self.src = os.path.abspath(src)
+        self.tag = tag
+        self._lock = threading.Lock()
+        self._index: Optional[CacheIndex] = None
+        self.blobs_dir = os.path.join(self.src, "blobs")
+
+    def __repr__(self) -> str:
+        return f"LocalCacheSource({self.src!r}, tag={self.tag!r})"
+
+    def index(self) -> CacheIndex:
+        with self._lock:
+            if self._index is None:
+                try:
+                    self._index = read_local_index(self.src, self.tag)
+                except READ_ERRORS as e:
+                    msg = e.message if isinstance(e, BakeryError) else str(e)
+                    log.warning("cache %s: cannot read the cache (%s); importing nothing", self.src, msg)
+                    self._index = CacheIndex()
+            return self._index
+
+    def fetch(self, key: str, store: Store) -> bool:
+        rec = self.index().get(key)
+        if rec is None:
+            return False
+        def open_layer(la: LayerEntry) -> Optional[str]:
+            algo, _, hexd = la.digest.partition(":")
+            path = os.path.join(self.blobs_dir, algo, hexd)
+            return path if os.path.isfile(path) else None
+
+        return install_record(key, rec, store, open_layer)

@@ -1,0 +1,122 @@
+"""``type=registry`` caches: the cache as an OCI artifact in a repository.
+
+``ref=REPO:TAG`` names an OCI image manifest (image-manifest form, OCI
+media types) whose config is the cache index (``application/vnd.bakery.
+cache.v1+json``) and whose layers are the gzip-compressed layer blobs.
+
+Export: the previous cache under the same ref (if any) says which layers
+already have a compressed blob in the repository; those are checked with a
+HEAD and not compressed or uploaded again.  The rest are compressed into
+the local OCI blob store and pushed, then the index blob, then the manifest
+(the tag moves only once everything it names is there).
+
+Import is lazy: the manifest and the index are fetched on the first lookup;
+a lookup downloads only that step's layers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Dict, Iterable, Optional
+
+from bakery.cache.common import READ_ERRORS, collect_index, compress_into, install_record, log
+from bakery.cache.index import (
+    CACHE_INDEX_TYPE,
+    CacheIndex,
+    LayerEntry,
+    build_manifest,
+    parse_manifest,
+)
+from bakery.cache.local import ExportResult
+from bakery.engine.store import Store
+from bakery.errors import BakeryError
+from bakery.oci.media import OCI_MANIFEST
+from bakery.oci.store import BlobStore
+
+__all__ = ["RegistryCacheSource", "export_registry", "read_registry_index"]
+
+
+def read_registry_index(client: Any, ref: str, blobs: BlobStore) -> CacheIndex:
+    """The cache index ``ref`` names (fetched into ``blobs``, verified)."""
+    data, _ = client.get_manifest(ref)
+    try:
+        media = json.loads(data).get("mediaType")
+    except (ValueError, AttributeError):
+        media = None
+    if media not in (None, OCI_MANIFEST):
+        raise BakeryError(f"{ref} is not a bakery cache (a {media})")
+    desc = parse_manifest(data)
+    client.fetch_blob(ref, desc, blobs)
+    return CacheIndex.from_bytes(blobs.read_bytes(desc.digest))
+
+
+def export_registry(store: Store, keys: Iterable[str], client: Any, ref: str,
+                    blobs: BlobStore) -> ExportResult:
+    """Push the store's records for ``keys`` as the cache ``ref``."""
+    known: Dict[str, LayerEntry] = {}
+    try:
+        known = read_registry_index(client, ref, blobs).by_diff_id()
+    except READ_ERRORS as e:
+        log.debug("cache %s: no previous cache (%s)", ref, e)
+    counts = {"written": 0, "reused": 0}
+
+    def resolve(diff_id: str) -> LayerEntry:
+        entry = known.get(diff_id)
+        if entry is not None and client.blob_exists(ref, entry.digest, push=True):
+            counts["reused"] += 1
+            return entry
+        entry = compress_into(store, blobs, diff_id)
+        client.push_blob(ref, blobs, entry.descriptor())
+        counts["written"] += 1
+        return entry
+
+    index = collect_index(store, keys, resolve)
+    idx_desc = blobs.put_bytes(index.to_bytes(), CACHE_INDEX_TYPE)
+    client.push_blob(ref, blobs, idx_desc)
+    man = build_manifest(idx_desc, index.layers())
+    desc = client.put_manifest(ref, man, OCI_MANIFEST)
+    return ExportResult(len(index), counts["written"], counts["reused"], desc.digest)
+
+
+class RegistryCacheSource:
+    """``cache-from type=registry,ref=REPO:TAG``: a lazy CacheSource.
+
+    Blobs are downloaded into ``blobs`` (the store's OCI blob store), then
+    decompressed into the content store."""
+
+    def __init__(self, client: Any, ref: str, blobs: BlobStore):
+        self.client = client
+        self.ref = ref
+        self.blobs = blobs
+        self._lock = threading.Lock()
+        self._index: Optional[CacheIndex] = None
+
+    def __repr__(self) -> str:
+        return f"RegistryCacheSource({self.ref!r})"
+
+    def index(self) -> CacheIndex:
+        with self._lock:
+            if self._index is None:
+                try:
+                    self._index = read_registry_index(self.client, self.ref, self.blobs)
+                except READ_ERRORS as e:
+                    msg = e.message if isinstance(e, BakeryError) else str(e)
+                    log.warning("cache %s: cannot read the cache (%s); importing nothing", self.ref, msg)
+                    self._index = CacheIndex()
+            return self._index
+
+    def fetch(self, key: str, store: Store) -> bool:
+        rec = self.index().get(key)
+        if rec is None:
+            return False
+
+        def open_layer(la: LayerEntry) -> Optional[str]:
+            try:
+                self.client.fetch_blob(self.ref, la.descriptor(), self.blobs)
+            except READ_ERRORS as e:
+                log.warning("cache %s: cannot fetch %s: %s", self.ref, la.digest, e)
+                return None
+            return self.blobs.path(la.digest)
+
+        return install_record(key, rec, store, open_layer)
