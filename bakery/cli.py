@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="steps to run at once (default: the number of CPUs)")
     run.add_argument("--keep-going", action="store_true",
                      help="let independent targets go on when one fails")
+    run.add_argument("--outputs-on-failure", action="store_true",
+                     help="with --keep-going, write the outputs of the targets that built even "
+                     "when others failed (default: no output unless every target succeeded)")
     run.add_argument("--no-cache", action="store_true", help="run every step, ignoring the cache")
     run.add_argument("--push", action="store_true", help="shorthand for --set '*.output=type=registry'")
     run.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
@@ -280,6 +283,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             sandbox, jobs=max(1, args.jobs), keep_going=args.keep_going, no_cache=args.no_cache,
             progress=progress, secrets=secrets, allow_network_host=allow_host,
             insecure=args.insecure_registry, push=True if args.push else None,
+            outputs_on_failure=args.outputs_on_failure,
         )
     for line in report.outputs:
         print(line)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from bakery.bakefile.model import Target
-from bakery.engine.executor import Engine, State
+from bakery.engine.executor import BuildFailed, Engine, State
 from bakery.engine.store import Store
 from bakery.errors import BakeryError
 from bakery.graph.ops import Exec, ImageConfig, ImageSource, LocalSource
@@ -168,7 +168,12 @@ def run_targets(
     allow_network_host: bool = False,
     insecure: Sequence[str] = (),
     push: Optional[bool] = None,
+    outputs_on_failure: bool = False,
 ) -> RunReport:
+    """Build, then write outputs.  Outputs are written only when every
+    requested target succeeded, unless ``outputs_on_failure`` (with
+    ``keep_going``): then targets whose every platform built get their
+    outputs, and the run still fails."""
     from bakery.cache import export_caches, sources_for_targets
     from bakery.engine.emulation import ensure_emulator
     from bakery.graph.build import build_graph
@@ -194,15 +199,24 @@ def run_targets(
     no_cache_keys = [k for k, n in graph.nodes.items()
                      if any(graph.targets[t].no_cache for t, _ in n.users if t in graph.targets)]
     wanted = sorted({e.root for e in graph.exports.values()})
-    states = engine.run(ops, deps, wanted, descs, no_cache_keys=no_cache_keys)
+    failure: Optional[BuildFailed] = None
+    try:
+        states = engine.run(ops, deps, wanted, descs, no_cache_keys=no_cache_keys)
+    except BuildFailed as e:
+        if not outputs_on_failure:
+            raise
+        failure = e
+        states = {k: r.value for k, r in e.results.items() if r.status == "done"}
     report = RunReport(executed=sum(engine.executed.values()),
                        cached=sum(1 for k, v in states.items()
                                   if v.cached and not isinstance(ops[k], LocalSource)))
     # images, then outputs (only once everything built)
     per_target: Dict[str, List[Tuple[Any, Any]]] = {}
+    broken = {ex.target for ex in graph.exports.values() if ex.root not in states}
     for ex in graph.exports.values():
-        state: State = states[ex.root]
-        per_target.setdefault(ex.target, []).append((ex, state))
+        if ex.target in broken:
+            continue
+        per_target.setdefault(ex.target, []).append((ex, states[ex.root]))
     images: Dict[str, Any] = {}
     for name, items in per_target.items():
         t = targets[name]
@@ -213,6 +227,10 @@ def run_targets(
     for name, root in images.items():
         report.outputs.extend(_write_outputs(targets[name], root, puller, store, engine,
                                              per_target[name], cwd, push))
+    if failure is not None:
+        done = ", ".join(sorted(per_target)) or "none"
+        raise BuildFailed(f"{failure.message}\n(outputs written for: {done}; not for: "
+                          f"{', '.join(sorted(broken))})", failure.results, hint=failure.hint)
     report.outputs.extend(export_caches(graph, targets, store, cwd, puller.client, puller.blobs, note))
     return report
 

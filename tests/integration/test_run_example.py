@@ -243,3 +243,20 @@ def test_plan_resolve_shows_what_run_cached(env) -> None:  # type: ignore[no-unt
     steps = [line for line in r.stdout.splitlines() if re.match(r"\s+#\d+", line)]
     runnable = [s for s in steps if " exec " in s or " file " in s]
     assert runnable and all("cached" in s for s in runnable), r.stdout
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_keep_going_and_outputs_on_failure(env, partial: bool) -> None:  # type: ignore[no-untyped-def]
+    with open(os.path.join(env["cwd"], "docker-bake.override.hcl"), "w") as fh:
+        fh.write('target "broken" {\n  context = "broken"\n  output = ["type=oci,dest=out/broken.tar"]\n}\n'
+                 'group "mixed" {\n  targets = ["broken", "api"]\n}\n')
+    os.makedirs(os.path.join(env["cwd"], "broken"))
+    with open(os.path.join(env["cwd"], "broken", "Dockerfile"), "w") as fh:
+        fh.write(f"FROM {env['base']}\nRUN exit 7\n")
+    extra = ["--outputs-on-failure"] if partial else []
+    r = bakery(env, "mixed", "--keep-going", *extra, check=False)
+    assert r.returncode == 1 and "exit code: 7" in r.stderr
+    assert os.path.exists(os.path.join(env["cwd"], "out", "api.tar")) == partial
+    assert not os.path.exists(os.path.join(env["cwd"], "out", "broken.tar"))
+    # keep-going built api anyway: it is in the cache now
+    assert steps_run(bakery(env, "api")) == 0
