@@ -1028,10 +1028,15 @@ class _Converter:
                 return
             source = ImageSource(ref, platform)
             cfg = self.resolve(source)
+            pinned = getattr(cfg, "digest", "")
+            if pinned:  # a ResolvedConfig: build on exactly that manifest
+                source = dataclasses.replace(source, digest=pinned)
             d.image = (_image_from_config(cfg, platform) if cfg is not None
                        else _Image(os=platform.os))
             d.base_img = source
-        d.st = _LLB(Ref(ImageSource(ref, platform)), platform)
+            d.st = _LLB(Ref(source), platform)
+        else:
+            d.st = _LLB(Ref(ImageSource(ref, platform)), platform)
         if d.cmd_total:
             d.cmd_index = 1  # "[1/N] FROM ..."
         d.platform = platform
@@ -1042,6 +1047,8 @@ class _Converter:
         if isinstance(value, ImageSource):
             src = dataclasses.replace(value, platform=platform)
             cfg = self.resolve(src)
+            if getattr(cfg, "digest", ""):
+                src = dataclasses.replace(src, digest=cfg.digest)  # type: ignore[union-attr]
             img = _image_from_config(cfg, platform) if cfg is not None else None
             return _LLB(Ref(src), platform), img, src
         if isinstance(value, Ref):

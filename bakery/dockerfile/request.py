@@ -12,7 +12,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 from bakery.graph.ops import ImageSource, Platform, Ref
 
-__all__ = ["BuildRequest", "ImageConfigResolver", "NamedContext"]
+__all__ = ["BuildRequest", "ImageConfigResolver", "NamedContext", "ResolvedConfig"]
 
 # A named context (``contexts = { name = ... }``) as the frontend sees it:
 # an image reference (from "docker-image://REF" or a bare "REF:TAG"),
@@ -24,6 +24,16 @@ NamedContext = Union[ImageSource, str, Ref]
 # StopSignal, Healthcheck, Shell, OnBuild) for an image, or None when it is
 # not known (``bakery plan`` never touches the network).
 ImageConfigResolver = Callable[[ImageSource], Optional[Mapping[str, object]]]
+
+
+class ResolvedConfig(dict):
+    """An image config a resolver looked up, with the manifest digest it came
+    from: the frontend pins the image to that digest, so a tag that moves
+    gives the steps after FROM new cache keys."""
+
+    def __init__(self, config: Mapping[str, object], digest: str):
+        super().__init__(config)
+        self.digest = digest
 
 
 @dataclass(frozen=True)

@@ -59,34 +59,38 @@ class RegistryPuller:
         except TypeError:
             self.client = RegistryClient()
         self._lock = threading.Lock()
-        self._resolved: Dict[Tuple[str, str], Tuple[List[Any], Dict[str, Any]]] = {}
+        self._resolved: Dict[Tuple[str, str, str], Tuple[str, List[Any], Dict[str, Any]]] = {}
 
-    def _manifest(self, src: ImageSource) -> Tuple[List[Any], Dict[str, Any]]:
+    def _manifest(self, src: ImageSource) -> Tuple[str, List[Any], Dict[str, Any]]:
+        """(manifest digest, layer descriptors, config) of ``src`` on its
+        platform; a tag is resolved once per run, a digest is used as is."""
         from bakery.oci.media import Descriptor
 
-        k = (src.ref, str(src.platform))
+        k = (src.ref, str(src.platform), src.digest)
         with self._lock:
             if k in self._resolved:
                 return self._resolved[k]
-        desc = self.client.pull(src.ref if not src.digest else f"{src.ref}@{src.digest}", self.blobs,
-                                platform=str(src.platform))
+        ref = src.ref if not src.digest else f"{src.ref.split('@')[0]}@{src.digest}"
+        desc = self.client.pull(ref, self.blobs, platform=str(src.platform))
         man = self.blobs.read_json(desc.digest)
         if "manifests" in man:  # a single-platform pull of an index returns the manifest
             raise BakeryError(f"{src.ref}: expected an image manifest for {src.platform}")
         config = self.blobs.read_json(Descriptor.from_json(man["config"]).digest)
         layers = [Descriptor.from_json(la) for la in man.get("layers") or []]
         with self._lock:
-            self._resolved[k] = (layers, config)
-        return layers, config
+            self._resolved[k] = (desc.digest, layers, config)
+        return desc.digest, layers, config
 
     def image_config(self, src: ImageSource) -> Optional[Mapping[str, Any]]:
-        _, config = self._manifest(src)
-        return config.get("config") or {}
+        from bakery.dockerfile.request import ResolvedConfig
+
+        digest, _, config = self._manifest(src)
+        return ResolvedConfig(config.get("config") or {}, digest)
 
     def pull(self, src: ImageSource, store: Store) -> Tuple[List[str], Dict[str, Any]]:
         from bakery.oci.media import compression_of
 
-        layers, config = self._manifest(src)
+        _, layers, config = self._manifest(src)
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
         if len(diff_ids) != len(layers):
             raise BakeryError(f"{src.ref}: the image config lists {len(diff_ids)} layers, "
@@ -245,7 +249,7 @@ def _image(puller: RegistryPuller, store: Store, engine: Engine, items: List[Tup
         base_config = None
         if cfg.base is not None:
             try:
-                base_config = puller._manifest(cfg.base)[1]
+                base_config = puller._manifest(cfg.base)[2]
             except BakeryError:
                 base_config = None
         img = build_image(puller.blobs, layers, _container_config(cfg), str(ex.export.platform),

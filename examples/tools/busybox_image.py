@@ -1,6 +1,6 @@
 """Build a busybox base image from local busybox-static binaries and push it.
 
-    python3 examples/tools/busybox_image.py REF [PLATFORM=BUSYBOX_PATH ...]
+    python3 examples/tools/busybox_image.py [--version V] REF [PLATFORM=BUSYBOX_PATH ...]
 
 e.g. ``127.0.0.1:5000/bakery/busybox:latest linux/amd64=/usr/bin/busybox
 linux/arm64=/tmp/arm64/bin/busybox``.  Tests and the example use it: no
@@ -36,7 +36,7 @@ def applets(busybox: str) -> list:
                 "mv", "touch", "id", "sleep", "true", "false", "grep", "test", "[", "httpd", "printf"]
 
 
-def rootfs_tar(busybox: str, path: str) -> None:
+def rootfs_tar(busybox: str, path: str, version: str = "1") -> None:
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
         def add_dir(name: str, mode: int = 0o755) -> None:
             ti = tarfile.TarInfo(name)
@@ -54,21 +54,25 @@ def rootfs_tar(busybox: str, path: str) -> None:
             ti = tarfile.TarInfo(f"bin/{a}")
             ti.type, ti.linkname, ti.mode, ti.mtime = tarfile.SYMTYPE, "busybox", 0o777, 0
             tf.addfile(ti)
-        for name, content in ETC.items():
+        for name, content in {**ETC, "etc/base-version": version.encode() + b"\n"}.items():
             ti = tarfile.TarInfo(name)
             ti.size, ti.mode, ti.mtime = len(content), 0o644, 0
             tf.addfile(ti, io.BytesIO(content))
 
 
 def main() -> None:
-    ref, specs = sys.argv[1], sys.argv[2:] or ["linux/amd64=/usr/bin/busybox"]
+    args = sys.argv[1:]
+    version = "1"
+    if args[:1] == ["--version"]:
+        version, args = args[1], args[2:]
+    ref, specs = args[0], args[1:] or ["linux/amd64=/usr/bin/busybox"]
     with tempfile.TemporaryDirectory() as tmp:
         store = BlobStore(os.path.join(tmp, "blobs"))
         images = []
         for spec in specs:
             plat, _, path = spec.partition("=")
             tar = os.path.join(tmp, plat.replace("/", "_") + ".tar")
-            rootfs_tar(path, tar)
+            rootfs_tar(path, tar, version)
             layer = add_layer(store, tar, created_by="busybox-static from Debian")
             cfg = ContainerConfig(env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
                                   cmd=["sh"])

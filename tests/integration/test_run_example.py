@@ -260,3 +260,16 @@ def test_keep_going_and_outputs_on_failure(env, partial: bool) -> None:  # type:
     assert not os.path.exists(os.path.join(env["cwd"], "out", "broken.tar"))
     # keep-going built api anyway: it is in the cache now
     assert steps_run(bakery(env, "api")) == 0
+
+
+def test_a_moved_base_tag_rebuilds_the_steps_after_from(env) -> None:  # type: ignore[no-untyped-def]
+    assert steps_run(bakery(env, "api")) > 0
+    assert steps_run(bakery(env, "api")) == 0
+    busybox = shutil.which("busybox")
+    platforms = [f"linux/amd64={busybox}"]
+    if len(env["platforms"]) > 1:
+        platforms.append(f"linux/arm64={ARM64_BUSYBOX}")
+    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"),
+                    "--version", "2", env["base"], *platforms], check=True, capture_output=True)
+    # per platform: the new base pulled, then base's RUN + COPY and api's COPY + RUN
+    assert steps_run(bakery(env, "api")) == 5 * len(env["platforms"])
