@@ -42,7 +42,7 @@ COMMAND_TIMEOUT = 300.0
 @dataclass
 class Dockerd:
     root: str
-    proc: subprocess.Popen  # type: ignore[type-arg]
+    proc: subprocess.Popen[bytes]
     log_path: str
 
     @property
@@ -67,7 +67,7 @@ class Dockerd:
         return e
 
     def docker(self, *args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT,
-               env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+               env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess[str]:
         """Run ``docker -H <this daemon> ARGS``; on failure the assertion shows the daemon log's tail."""
         assert DOCKER_BIN is not None
         r = subprocess.run([DOCKER_BIN, "-H", self.host, *args], capture_output=True, text=True,
@@ -78,7 +78,7 @@ class Dockerd:
         return r
 
     def build(self, context: str, tag: str, build_args: Optional[Dict[str, str]] = None,
-              target: str = "", dockerfile: str = "") -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+              target: str = "", dockerfile: str = "") -> subprocess.CompletedProcess[str]:
         """``DOCKER_BUILDKIT=1 docker build --network=host`` (the daemon has no bridge)."""
         args: List[str] = ["build", "--network=host", "--progress=plain", "-t", tag]
         for k, v in (build_args or {}).items():
