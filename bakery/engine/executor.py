@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
+from bakery.dockerfile.dockerignore import IgnoreMatcher
 from bakery.engine import fileops
 from bakery.engine.scheduler import NodeResult, Scheduler
 from bakery.engine.snapshots import Snapshotter
@@ -243,12 +244,15 @@ class Engine:
     def _file(self, op: FileOp, inputs: Mapping[str, State], keys: _KeyIndex) -> State:
         base = inputs[keys.of(op.base)] if op.base is not None else State()
         with contextlib.ExitStack() as stack:
-            sources: Dict[int, Tuple[str, bool]] = {}
+            sources: Dict[int, Tuple[str, bool, Optional[IgnoreMatcher]]] = {}
             for a in op.actions:
                 if isinstance(a, Copy):
                     st = inputs[keys.of(a.source)]
                     src_dir = stack.enter_context(self._source_dir(st))
-                    sources[id(a)] = (src_dir, st.local is None)
+                    ignore = None
+                    if isinstance(a.source.op, LocalSource) and a.source.op.exclude:
+                        ignore = IgnoreMatcher(list(a.source.op.exclude))
+                    sources[id(a)] = (src_dir, st.local is None, ignore)
             fs = stack.enter_context(self.snaps.writable(base.layers))
             fileops.apply_actions(op.actions, fs.path, sources)
             layer = fs.commit()

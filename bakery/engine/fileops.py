@@ -161,12 +161,15 @@ def copy(action: Copy, src_root: str, root: str, keep_owner: bool,
     for s in action.src:
         if action.allow_wildcard and _has_wildcard(s):
             found = _glob(src_root, s)
+            if ignore is not None:  # .dockerignore'd files are not in the context
+                found = [f for f in found if not _ignored(ignore, f, src_root)]
             if not found and not action.allow_empty_wildcard:
                 raise BakeryError(f'failed to compute cache key: "{s}": no source files were specified')
             sources.extend(found)
         else:
             rel = posixpath.normpath("/" + s).lstrip("/")
-            if rel and not os.path.lexists(os.path.join(src_root, rel)):
+            if rel and (not os.path.lexists(os.path.join(src_root, rel))
+                        or (ignore is not None and _ignored(ignore, rel, src_root))):
                 raise BakeryError(f'failed to compute cache key: failed to calculate checksum: "/{rel}": not found')
             sources.append(rel)
     dest = action.dest
@@ -200,6 +203,16 @@ def copy(action: Copy, src_root: str, root: str, keep_owner: bool,
         parent = _ensure_dir(root, posixpath.dirname(target) or "/", owner)
         out = os.path.join(parent, posixpath.basename(target))
         _copy_one(src_path, out, st, action, owner, keep_owner)
+
+
+def _ignored(ignore: IgnoreMatcher, rel: str, src_root: str) -> bool:
+    """An ignored path; a directory counts as ignored only when nothing
+    inside it can be brought back by an exception pattern."""
+    if not ignore.matches(rel):
+        return False
+    if os.path.isdir(os.path.join(src_root, rel)):
+        return ignore.can_skip_dir(rel)
+    return True
 
 
 def _ensure_dir(root: str, path: str, owner: Optional[Tuple[int, int]]) -> str:
@@ -296,13 +309,14 @@ def _set_meta(path: str, st: os.stat_result, action: Copy, owner: Optional[Tuple
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def apply_actions(actions: Sequence[FileAction], root: str, sources: Dict[int, Tuple[str, bool]],
-                  ignore: Optional[IgnoreMatcher] = None) -> None:
+def apply_actions(actions: Sequence[FileAction], root: str,
+                  sources: Dict[int, Tuple[str, bool, Optional[IgnoreMatcher]]]) -> None:
     """Run file actions on ``root``.  ``sources`` maps ``id(action)`` of each
-    Copy to (the directory holding its source files, keep_owner)."""
+    Copy to (the directory holding its source files, keep_owner, the
+    .dockerignore matcher of a local context or None)."""
     for a in actions:
         if isinstance(a, Copy):
-            src_root, keep_owner = sources[id(a)]
+            src_root, keep_owner, ignore = sources[id(a)]
             copy(a, src_root, root, keep_owner, ignore)
         elif isinstance(a, Mkdir):
             owner = parse_chown(a.chown)

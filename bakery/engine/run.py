@@ -129,11 +129,15 @@ def _container_config(cfg: ImageConfig) -> Any:
 
     hc = None
     if cfg.healthcheck:
-        h = dict(cfg.healthcheck)
-        try:
-            hc = Healthcheck(**{k: v for k, v in h.items() if k in Healthcheck.__dataclass_fields__})  # type: ignore[arg-type]
-        except TypeError:
-            hc = None
+        h = dict(cfg.healthcheck)  # Docker's keys, durations in nanoseconds
+        hc = Healthcheck(
+            test=list(h.get("Test") or []),  # type: ignore[call-overload]
+            interval=h.get("Interval") or 0,  # type: ignore[arg-type]
+            timeout=h.get("Timeout") or 0,  # type: ignore[arg-type]
+            start_period=h.get("StartPeriod") or 0,  # type: ignore[arg-type]
+            start_interval=h.get("StartInterval") or 0,  # type: ignore[arg-type]
+            retries=int(h.get("Retries") or 0),  # type: ignore[call-overload]
+        )
     return ContainerConfig(
         user=cfg.user, exposed_ports=list(cfg.exposed_ports), env=list(cfg.env),
         entrypoint=list(cfg.entrypoint) if cfg.entrypoint is not None else None,

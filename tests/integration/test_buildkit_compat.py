@@ -159,16 +159,8 @@ CMD ["hi"]
 
 # cases where bakery differs from BuildKit: case -> {aspect: reason}
 DIFFERENCES: Dict[str, Dict[str, str]] = {
-    "config": {
-        "healthcheck": "HEALTHCHECK is dropped: BuildKit sets config.Healthcheck {Test: [CMD, true], "
-                       "Interval: 30s, Timeout: 3s, StartPeriod: 5s, Retries: 2}; bakery's config has none",
-    },
-    "dockerignore": {
-        "files": "the context's .dockerignore (*.log, !keep.log, secret, **/*.tmp) is not applied: bakery "
-                 "copies /ctx/debug.log, /ctx/secret/ + /ctx/secret/key, /ctx/app/sub/junk.tmp (COPY .), "
-                 "/srv/app/sub/junk.tmp (COPY app/) and /srv/globbed/debug.log (COPY *.log), which BuildKit "
-                 "leaves out",
-    },
+    # case -> aspect -> the exact difference (a strict xfail until fixed).
+    # Fixed so far: HEALTHCHECK was dropped; .dockerignore was not applied.
 }
 
 # Empty directories that runc makes as mount points and BuildKit 0.8 (Docker

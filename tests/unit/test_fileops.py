@@ -128,3 +128,19 @@ def test_other_actions(root) -> None:  # type: ignore[no-untyped-def]
     assert oct(os.stat(root / "w" / "x").st_mode & 0o777) == "0o700"
     assert (root / "w" / "f").read_bytes() == b"data" and os.readlink(root / "w" / "s") == "f"
     assert not (root / "etc").exists()
+
+
+def test_dockerignore_applies_to_copies(ctx, root) -> None:  # type: ignore[no-untyped-def]
+    from bakery.dockerfile.dockerignore import IgnoreMatcher
+
+    (ctx / "debug.log").write_text("log")
+    (ctx / "keep.log").write_text("keep")
+    ignore = IgnoreMatcher(["*.log", "!keep.log", "app/sub"])
+    copy(Copy(CTX, (".",), "/all/"), str(ctx), str(root), keep_owner=False, ignore=ignore)
+    got = files(root)
+    assert "all/debug.log" not in got and got["all/keep.log"] == "keep"
+    assert "all/app/main.py" in got and "all/app/sub/x.txt" not in got
+    copy(Copy(CTX, ("*.log",), "/logs/"), str(ctx), str(root), keep_owner=False, ignore=ignore)
+    assert [k for k in files(root) if k.startswith("logs/")] == ["logs/keep.log"]
+    with pytest.raises(BakeryError, match='"/debug.log": not found'):
+        copy(Copy(CTX, ("debug.log",), "/x"), str(ctx), str(root), keep_owner=False, ignore=ignore)
