@@ -142,5 +142,5 @@ def test_dockerignore_applies_to_copies(ctx, root) -> None:  # type: ignore[no-u
     assert "all/app/main.py" in got and "all/app/sub/x.txt" not in got
     copy(Copy(CTX, ("*.log",), "/logs/"), str(ctx), str(root), keep_owner=False, ignore=ignore)
     assert [k for k in files(root) if k.startswith("logs/")] == ["logs/keep.log"]
-    with pytest.raises(BakeryError, match='"/debug.log": not found'):
+    with pytest.raises(BakeryError, match=r'"/debug\.log": not found'):
         copy(Copy(CTX, ("debug.log",), "/x"), str(ctx), str(root), keep_owner=False, ignore=ignore)
