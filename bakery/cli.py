@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --keep-going, write the outputs of the targets that built even "
                      "when others failed (default: no output unless every target succeeded)")
     run.add_argument("--no-cache", action="store_true", help="run every step, ignoring the cache")
+    run.add_argument("--driver", choices=("embedded", "docker"), default="embedded",
+                     help="who builds: bakery's embedded engine (default) or the BuildKit of a "
+                     "Docker engine (DOCKER_HOST or --docker-host)")
+    run.add_argument("--docker-host", metavar="URL",
+                     help="the Docker engine for --driver docker (default: $DOCKER_HOST, else "
+                     "unix:///var/run/docker.sock)")
     run.add_argument("--push", action="store_true", help="shorthand for --set '*.output=type=registry'")
     run.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
                      help="grant an entitlement (network.host)")
@@ -260,6 +266,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["BAKERY_CACHE_DIR"] = os.path.abspath(args.cache_dir)
     cfg = _load(args)
     resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
+    if args.driver == "docker":
+        return _run_docker(args, resolved)
     allow_host = "network.host" in args.allow or any(
         "network.host" in (t.entitlements or []) for t in resolved.targets.values())
     sandbox, why = detect_sandbox(allow_network_host=allow_host)
@@ -288,6 +296,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in report.outputs:
         print(line)
     progress.note(f"done: {report.executed} steps run, {report.cached} from the cache")
+    return 0
+
+
+def _run_docker(args: argparse.Namespace, resolved) -> int:
+    from bakery.drivers.docker import DockerDriver
+
+    host = args.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    names = _requested(args, resolved)
+    order: List[str] = []
+    for n in names:
+        members = resolved.groups[n].targets if n in resolved.groups and n not in resolved.targets else [n]
+        for m in members:
+            if m in resolved.targets and m not in order:
+                order.append(m)
+    for n in resolved.targets:  # linked targets (target: contexts) are rejected by the driver
+        if n not in order and not resolved.targets[n].linked:
+            order.append(n)
+
+    def show(target: str, line: str) -> None:
+        if args.progress != "quiet":
+            sys.stderr.write(f"[{target}] {line.rstrip()}\n")
+
+    docker = os.environ.get("BAKERY_DOCKER", "/usr/bin/docker")
+    images = DockerDriver(host, docker=docker, cwd=os.getcwd()).run(resolved.targets, order, max(1, args.jobs), show)
+    for name in order:
+        print(f"{name}: {images.get(name) or 'built'} (docker driver, {host})")
     return 0
 
 

@@ -158,3 +158,30 @@ def test_target_errors_point_at_the_target_block(tmp_path) -> None:  # type: ign
     r = run(["plan", "a"], str(tmp_path))
     assert r.returncode == 1
     assert r.stderr.startswith("docker-bake.hcl:3:1: error: target a: failed to read dockerfile")
+
+
+def test_run_with_the_docker_driver(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.unit.test_driver_docker import Fake
+
+    os.makedirs(tmp_path / "fake")
+    fake = Fake(str(tmp_path / "fake"))
+    for name in ("base", "app"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "docker-bake.hcl").write_text(
+        'group "default" {\n  targets = ["app"]\n}\n'
+        'target "base" {\n  context = "base"\n  tags = ["b:1"]\n}\n'
+        'target "app" {\n  context = "app"\n  depends_on = ["base"]\n  args = { V = "2" }\n}\n')
+    r = run(["run", "--driver", "docker", "--docker-host", "unix:///tmp/nowhere.sock"], str(tmp_path),
+            env={"BAKERY_DOCKER": fake.docker, "FAKE_LOG": fake.log})
+    assert r.returncode == 0, r.stderr
+    assert "base: sha256:base (docker driver, unix:///tmp/nowhere.sock)" in r.stdout
+    starts = [e for e in fake.events() if e["ev"] == "start"]
+    assert [e["name"] for e in starts] == ["base", "app"]
+    assert "V=2" in starts[1]["args"] and "unix:///tmp/nowhere.sock" in starts[1]["args"]
+
+
+def test_docker_driver_rejects_what_it_cannot_honour(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "docker-bake.hcl").write_text(
+        'target "a" {\n  contexts = { x = "docker-image://busybox" }\n}\n')
+    r = run(["run", "--driver", "docker", "a"], str(tmp_path), env={"BAKERY_DOCKER": "/bin/true"})
+    assert r.returncode == 1 and "contexts" in r.stderr and "Traceback" not in r.stderr

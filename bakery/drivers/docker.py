@@ -1,0 +1,455 @@
+"""The ``docker`` driver: build resolved targets with a Docker engine's own
+BuildKit through the ``docker`` CLI (Docker 20.10, ``DOCKER_BUILDKIT=1``;
+no buildx).
+
+:func:`docker_build_args` turns one target (for one platform) into a
+``docker -H HOST build ...`` command line and the text to feed on stdin (a
+``dockerfile-inline``); it is pure (path arithmetic only, no file access).
+Whatever the engine cannot do is a :class:`BakeryError` naming the target and
+the attribute, never dropped silently: named ``contexts``, ``cache-to``,
+cache imports other than registry references, outputs other than the engine's
+image store, ``type=local`` and ``type=tar`` (and only one of them), pushing,
+several platforms (this driver makes no multi-platform manifest index),
+``call``, ``attest``, ``annotations``, ``policy``, ``no-cache-filter``,
+entitlements beyond ``network.host`` and networks other than
+``default``/``host``/``none``.
+
+:class:`DockerDriver` runs the builds of a set of targets: the targets a
+target ``depends_on`` first, independent ones concurrently (up to ``jobs``),
+each build's output streamed line by line to ``progress_cb(target, line)``.
+It returns target -> image id (read from ``--iidfile``; ``""`` for a target
+whose output is ``type=local``/``type=tar``, which leaves no image).
+
+Example::
+
+    argv, stdin = docker_build_args(target, "linux/amd64", "unix:///run/docker.sock", "/src")
+    ids = DockerDriver("unix:///run/docker.sock").run(targets, ["app"], 4,
+                                                       lambda t, line: print(t, line))
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import posixpath
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, NamedTuple, Optional, Set
+
+from bakery.bakefile.buildflags import parse_bool
+from bakery.bakefile.model import Target
+from bakery.errors import BakeryError
+
+__all__ = [
+    "DEFAULT_DOCKER",
+    "BuildCommand",
+    "DockerDriver",
+    "ProgressCallback",
+    "check_target",
+    "docker_build_args",
+]
+
+DEFAULT_DOCKER = "/usr/bin/docker"
+# builds here have no bridge network: RUN steps use the host's
+DEFAULT_NETWORK = "host"
+# what dockerd 20.10's builder accepts (builder-next: anything else is an error)
+NETWORKS = ("default", "host", "none")
+TAIL_LINES = 40
+
+ProgressCallback = Callable[[str, str], None]
+
+
+class BuildCommand(NamedTuple):
+    """A ``docker build`` command line and what to write on its stdin (the
+    ``dockerfile-inline`` text for ``-f -``), or None for no stdin."""
+
+    argv: List[str]
+    stdin: Optional[str]
+
+
+def _unsupported(t: Target, attr: str, why: str, hint: Optional[str] = None) -> BakeryError:
+    return BakeryError(f"target {t.name}: {attr} is not supported by the docker driver: {why}",
+                       hint=hint)
+
+
+def _is_remote(ctx: str) -> bool:
+    """A URL or git reference (not ``cwd://``), which the CLI sends as is."""
+    if ctx.startswith("cwd://"):
+        return False
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", ctx) or ctx.startswith(("git@", "github.com/")):
+        return True
+    return bool(re.match(r"^[^/]+\.git(#.*)?$", ctx))
+
+
+def _abs(path: str, cwd: str) -> str:
+    if path.startswith("cwd://"):
+        path = path[len("cwd://"):]
+    return os.path.normpath(os.path.join(cwd, path))
+
+
+def _csv(fields: Iterable[str]) -> str:
+    """A CSV record as the docker CLI reads ``--secret``/``--output`` values."""
+    out = []
+    for f in fields:
+        if any(c in f for c in ',"\n\r') or f != f.strip():
+            f = '"' + f.replace('"', '""') + '"'
+        out.append(f)
+    return ",".join(out)
+
+
+def _falsy(v: Optional[str]) -> bool:
+    if v is None:
+        return True
+    try:
+        return not parse_bool(v)
+    except ValueError:
+        return False
+
+
+def _nonempty(v: Any) -> bool:
+    return v is not None and len(v) > 0
+
+
+def check_target(t: Target) -> None:
+    """Raise a :class:`BakeryError` for the first attribute of ``t`` this
+    driver (and Docker 20.10's engine) cannot honour."""
+    if _nonempty(t.contexts):
+        names = ", ".join(sorted(t.contexts or {}))
+        raise _unsupported(t, "contexts", f"named contexts ({names}) need Dockerfile frontend "
+                           "support that Docker 20.10's `docker build` does not have",
+                           hint="use a buildkit driver, or FROM/COPY --from an image tag built by a "
+                           "target listed in depends_on")
+    if _nonempty(t.cache_to):
+        raise _unsupported(t, "cache-to", "the engine's builder cannot export a build cache",
+                           hint="remove cache-to (an image built here carries no inline cache)")
+    for c in t.cache_from or []:
+        typ = getattr(c, "type", "")
+        attrs = dict(getattr(c, "attrs", {}) or {})
+        if typ != "registry" or set(attrs) != {"ref"}:
+            raise _unsupported(t, "cache-from", f"{_csv(_entry_fields(c))}: the engine imports only "
+                               "registry references (type=registry,ref=REF with no other attributes)")
+    if t.call not in (None, "", "build"):
+        raise _unsupported(t, "call", f"call={t.call} (build checks and outline/targets requests) is "
+                           "not available in Docker 20.10")
+    if any(not getattr(a, "disabled", False) for a in t.attest or []):
+        raise _unsupported(t, "attest", "the engine's image store keeps no attestations",
+                           hint="remove attest, or set disabled=true")
+    if _nonempty(t.annotations):
+        raise _unsupported(t, "annotations", "the engine's image store keeps no manifest/index "
+                           "annotations")
+    if _nonempty(t.policy):
+        raise _unsupported(t, "policy", "source policies are not available in Docker 20.10")
+    if _nonempty(t.no_cache_filter):
+        raise _unsupported(t, "no-cache-filter", "Docker 20.10's `docker build` has no "
+                           "--no-cache-filter", hint="use no-cache = true")
+    for e in t.entitlements or []:
+        if e != "network.host":
+            raise _unsupported(t, "entitlements", f"{e}: `docker build` can grant only network.host")
+    if t.network is not None and t.network not in NETWORKS:
+        raise _unsupported(t, "network", f"network={t.network}: the engine's builder runs RUN steps "
+                           f"only with {', '.join(NETWORKS)}")
+    if t.platforms is not None and len(t.platforms) > 1:
+        raise _unsupported(t, "platforms", f"{', '.join(t.platforms)}: this driver builds one "
+                           "platform per target and produces no multi-platform manifest index",
+                           hint="split the target per platform (a matrix), or use a buildkit driver")
+    outputs = list(t.output or [])
+    if len(outputs) > 1:
+        raise _unsupported(t, "output", "the engine's builder takes one output per build")
+    for o in outputs:
+        _check_output(t, o)
+
+
+def _entry_fields(e: Any) -> List[str]:
+    to_json = getattr(e, "to_json", None)
+    m = to_json() if to_json is not None else {}
+    return [f"{k}={v}" for k, v in m.items()]
+
+
+def _check_output(t: Target, o: Any) -> None:
+    typ = getattr(o, "type", "")
+    attrs: Dict[str, str] = dict(getattr(o, "attrs", {}) or {})
+    dest = getattr(o, "dest", "")
+    shown = _csv(_entry_fields(o))
+    if typ in ("docker", "image", "moby"):
+        if dest:
+            raise _unsupported(t, "output", f"{shown}: dest (an image tar) is not written by the "
+                               "engine", hint="drop dest; the image lands in the engine (docker save "
+                               "it from there)")
+        if not _falsy(attrs.get("push")):
+            raise _unsupported(t, "output", f"{shown}: push is not implemented by this driver",
+                               hint="build into the engine and `docker push` the tags")
+        extra = sorted(set(attrs) - {"name", "push", "load"})
+        if extra:
+            raise _unsupported(t, "output", f"{shown}: attribute {', '.join(extra)} is not honoured "
+                               "by the engine's image store")
+        return
+    if typ in ("local", "tar"):
+        if not dest or dest == "-":
+            raise _unsupported(t, "output", f"{shown}: needs a dest file/directory (the build's "
+                               "stdout carries its progress)")
+        if attrs:
+            raise _unsupported(t, "output", f"{shown}: attribute {', '.join(sorted(attrs))} is not "
+                               f"supported for type={typ}")
+        if t.tags:
+            raise _unsupported(t, "tags", f"type={typ} output leaves no image in the engine to tag",
+                               hint="remove tags, or build a second target into the engine")
+        return
+    raise _unsupported(t, "output", f"{shown}: the engine exports only to its image store "
+                       "(type=docker/image), type=local and type=tar",
+                       hint="use a buildkit driver for oci/registry outputs")
+
+
+def _output_names(o: Any) -> List[str]:
+    name = dict(getattr(o, "attrs", {}) or {}).get("name", "")
+    return [n for n in (x.strip() for x in name.split(",")) if n]
+
+
+def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: str,
+                      docker: str = DEFAULT_DOCKER, iidfile: Optional[str] = None) -> BuildCommand:
+    """The ``docker -H HOST build`` command line for ``target`` on ``platform``
+    (None: the target's only platform, or the engine's), paths resolved
+    against ``cwd`` as buildx does; and the stdin text for ``-f -``."""
+    t = target
+    check_target(t)
+    argv: List[str] = [docker, "-H", host, "build", "--progress=plain"]
+    stdin: Optional[str] = None
+
+    ctx = t.context or "."
+    remote = _is_remote(ctx)
+    context_arg = ctx if remote else _abs(ctx, cwd)
+    if t.dockerfile_inline is not None:
+        argv += ["-f", "-"]
+        stdin = t.dockerfile_inline
+    elif t.dockerfile is not None or not remote:
+        df = t.dockerfile or "Dockerfile"
+        if df.startswith("cwd://"):
+            df = _abs(df, cwd)
+        elif remote:
+            df = posixpath.normpath(df)  # a path inside the remote context
+        elif not os.path.isabs(df):
+            df = os.path.normpath(os.path.join(context_arg, df))
+        argv += ["-f", df]
+
+    for k in sorted(t.args or {}):
+        v = (t.args or {})[k]
+        if v is not None:
+            argv += ["--build-arg", f"{k}={v}"]
+    for k in sorted(t.labels or {}):
+        v = (t.labels or {})[k]
+        if v is not None:
+            argv += ["--label", f"{k}={v}"]
+    tags: List[str] = list(t.tags or [])
+    for o in t.output or []:
+        tags += [n for n in _output_names(o) if n not in tags]
+    for tag in tags:
+        argv += ["-t", tag]
+    if t.target:
+        argv += ["--target", t.target]
+    if platform is None and t.platforms:
+        platform = t.platforms[0]
+    if platform:
+        argv += ["--platform", platform]
+    for s in t.secret or []:
+        fields = [f"id={s.id}"] if s.id else []
+        if s.src:
+            fields.append(f"src={_abs(s.src, cwd)}")
+        if s.env:
+            fields.append(f"env={s.env}")
+        argv += ["--secret", _csv(fields)]
+    for s in t.ssh or []:
+        sid = s.id or "default"
+        paths = [_abs(p, cwd) for p in s.paths]
+        argv += ["--ssh", f"{sid}={','.join(paths)}" if paths else sid]
+    argv.append(f"--network={t.network or DEFAULT_NETWORK}")
+    if t.no_cache:
+        argv.append("--no-cache")
+    if t.pull:
+        argv.append("--pull")
+    for h in sorted(t.extra_hosts or {}):
+        ip = (t.extra_hosts or {})[h]
+        if ip is not None:
+            argv += ["--add-host", f"{h}:{ip}"]
+    if t.shm_size:
+        argv += ["--shm-size", t.shm_size]
+    for u in t.ulimits or []:
+        argv += ["--ulimit", u]
+    for c in t.cache_from or []:
+        argv += ["--cache-from", c.attrs["ref"]]
+    for o in t.output or []:
+        if o.type in ("local", "tar"):
+            argv += ["--output", _csv([f"type={o.type}", f"dest={_abs(o.dest, cwd)}"])]
+    if iidfile:
+        argv += ["--iidfile", iidfile]
+    argv.append(context_arg)
+    return BuildCommand(argv, stdin)
+
+
+def _build_order(targets: Mapping[str, Target], order: List[str]) -> List[str]:
+    """``order`` and everything it depends on, dependencies first (stable)."""
+    out: List[str] = []
+    state: Dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(name: str, chain: List[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cyc = [*chain[chain.index(name):], name]
+            raise BakeryError(f"depends_on cycle: {' -> '.join(cyc)}")
+        t = targets.get(name)
+        if t is None:
+            user = f" (in depends_on of {chain[-1]})" if chain else ""
+            raise BakeryError(f"target {name}{user} is not among the resolved targets")
+        state[name] = 1
+        for dep in t.depends_on or []:
+            visit(dep, [*chain, name])
+        state[name] = 2
+        out.append(name)
+
+    for n in order:
+        visit(n, [])
+    return out
+
+
+class DockerDriver:
+    """Builds targets with ``docker build`` against the engine at ``host``.
+
+    ``cwd`` is where relative paths (context, secrets, outputs) start (the
+    bake file's directory; default the process's); ``env`` is added to the
+    CLI's environment (``DOCKER_BUILDKIT=1`` always is); ``timeout`` bounds
+    each build in seconds (None: unbounded)."""
+
+    def __init__(self, host: str, docker: str = DEFAULT_DOCKER, cwd: Optional[str] = None,
+                 env: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None):
+        self.host = host
+        self.docker = docker
+        self.cwd = cwd or os.getcwd()
+        self.env = dict(env or {})
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._procs: Set[subprocess.Popen[str]] = set()
+        self._cancelled = False
+
+    def run(self, targets: Mapping[str, Target], order: List[str], jobs: int,
+            progress_cb: Optional[ProgressCallback] = None) -> Dict[str, str]:
+        """Build ``order`` (and what it depends on); return target -> image id."""
+        names = _build_order(targets, order)
+        if not (os.path.isfile(self.docker) and os.access(self.docker, os.X_OK)) and \
+                shutil.which(self.docker) is None:
+            raise BakeryError(f"docker driver: {self.docker} is not an executable",
+                              hint="install the docker CLI (Debian package docker.io)")
+        tmp = tempfile.mkdtemp(prefix="bakery-docker-")
+        try:
+            # every target is checked before any build starts
+            cmds = {n: docker_build_args(targets[n], None, self.host, self.cwd, self.docker,
+                                         os.path.join(tmp, f"{i}.iid"))
+                    for i, n in enumerate(names)}
+            return self._schedule(targets, names, cmds, max(1, jobs), progress_cb)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _schedule(self, targets: Mapping[str, Target], names: List[str],
+                  cmds: Dict[str, BuildCommand], jobs: int,
+                  progress_cb: Optional[ProgressCallback]) -> Dict[str, str]:
+        deps = {n: [d for d in targets[n].depends_on or [] if d in cmds] for n in names}
+        done: Dict[str, str] = {}
+        pending = list(names)
+        running: Dict[Future[str], str] = {}
+        failure: Optional[BaseException] = None
+        self._cancelled = False
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="bakery-docker") as pool:
+            while pending or running:
+                if failure is None:
+                    for n in list(pending):
+                        if len(running) >= jobs:
+                            break
+                        if all(d in done for d in deps[n]):
+                            pending.remove(n)
+                            running[pool.submit(self._build, n, cmds[n], progress_cb)] = n
+                if not running:
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for f in finished:
+                    n = running.pop(f)
+                    exc = f.exception()
+                    if exc is None:
+                        done[n] = f.result()
+                    elif failure is None:
+                        failure = exc
+                        self._cancel()
+        if failure is not None:
+            raise failure
+        return {n: done[n] for n in names}
+
+    def _cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            for p in self._procs:
+                if p.poll() is None:
+                    p.terminate()
+
+    def _emit(self, progress_cb: Optional[ProgressCallback], name: str, line: str) -> None:
+        if progress_cb is not None:
+            with self._lock:
+                progress_cb(name, line)
+
+    def _build(self, name: str, cmd: BuildCommand, progress_cb: Optional[ProgressCallback]) -> str:
+        env = dict(os.environ)
+        env.update(self.env)
+        env["DOCKER_BUILDKIT"] = "1"
+        tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
+        iidfile = cmd.argv[cmd.argv.index("--iidfile") + 1] if "--iidfile" in cmd.argv else None
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as stdin:
+            if cmd.stdin is not None:
+                stdin.write(cmd.stdin)
+                stdin.flush()
+                stdin.seek(0)
+            with self._lock:
+                if self._cancelled:
+                    raise BakeryError(f"target {name}: not built (another build failed)")
+                proc = subprocess.Popen(cmd.argv, stdin=stdin if cmd.stdin is not None else
+                                        subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, errors="replace",
+                                        env=env, cwd=self.cwd)
+                self._procs.add(proc)
+            timer: Optional[threading.Timer] = None
+            timed_out = threading.Event()
+            if self.timeout is not None:
+                def expire() -> None:
+                    timed_out.set()
+                    proc.kill()
+                timer = threading.Timer(self.timeout, expire)
+                timer.daemon = True
+                timer.start()
+            try:
+                assert proc.stdout is not None
+                for raw in proc.stdout:
+                    line = raw.rstrip("\n")
+                    tail.append(line)
+                    self._emit(progress_cb, name, line)
+                rc = proc.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                with self._lock:
+                    self._procs.discard(proc)
+        if rc != 0:
+            if timed_out.is_set():
+                why = f"timed out after {self.timeout:g}s"
+            elif self._cancelled:
+                why = "cancelled (another build failed)"
+            else:
+                why = f"docker build exited {rc}"
+            raise BakeryError(f"target {name}: {why}:\n" + "\n".join(tail),
+                              hint=None if self._cancelled else "the lines above are the end of "
+                              "the build's output")
+        if iidfile is None or not os.path.isfile(iidfile):
+            return ""  # type=local/tar output: no image
+        with open(iidfile, encoding="utf-8") as fh:
+            return fh.read().strip()

@@ -1,0 +1,160 @@
+"""The docker driver against a real engine: a private dockerd 20.10
+(tests/integration/dockerd.py) building a two-target bake set through
+DockerDriver, its busybox base pulled from a local registry
+(tests/integration/registry.py) as in test_buildkit_compat.
+
+Checked with ``docker image inspect`` and ``docker cp``: tags, labels and
+build args took effect, the dependent target was built FROM the other's tag
+(so after it), a file secret and an env secret reached their RUN steps, and
+a failing build is a BakeryError carrying the build's tail.  Skipped (with
+the reason) without root, docker.io, docker-registry or busybox-static.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+
+from bakery.bakefile.buildflags import Secret
+from bakery.bakefile.model import Target
+from bakery.drivers.docker import DockerDriver
+from bakery.errors import BakeryError
+from tests.integration.dockerd import DOCKER_BIN, Dockerd, running_dockerd, skip_reason
+from tests.integration.registry import running_registry
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+pytestmark = pytest.mark.integration
+
+BUILD_TIMEOUT = 300.0
+ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+    platform.machine().lower(), "amd64")
+
+BASE_DOCKERFILE = """\
+ARG BASE
+FROM ${BASE}
+ARG FLAVOR=plain
+ENV FLAVOR=${FLAVOR}
+RUN --mount=type=secret,id=tok,required=true cp /run/secrets/tok /tok.copy
+"""
+
+APP_DOCKERFILE = """\
+FROM bakery-it/base:1
+ARG GREETING=unset
+RUN --mount=type=secret,id=envtok,required=true cat /run/secrets/envtok > /envtok.copy \\
+ && echo "$GREETING" > /greeting
+LABEL from.dockerfile=yes
+"""
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Dockerd, str]]:
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    if shutil.which("docker-registry") is None and shutil.which("registry") is None:
+        pytest.skip("docker-registry is not installed (Debian package docker-registry)")
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed (Debian package busybox-static)")
+    tmp = str(tmp_path_factory.mktemp("driver-docker"))
+    try:
+        with running_registry(os.path.join(tmp, "registry")) as reg:
+            base = f"{reg.host}/bakery/busybox:latest"
+            subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"),
+                            base, f"linux/{ARCH}={busybox}"], check=True, cwd=ROOT, capture_output=True,
+                           timeout=300)
+            with running_dockerd(insecure_registries=[reg.host]) as d:
+                yield d, base
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _driver(d: Dockerd, cwd: str, **env: str) -> DockerDriver:
+    assert DOCKER_BIN is not None
+    return DockerDriver(d.host, docker=DOCKER_BIN, cwd=cwd, timeout=BUILD_TIMEOUT,
+                        env={"DOCKER_CONFIG": os.path.join(d.root, "client"), **env})
+
+
+def _read_file(d: Dockerd, image: str, path: str) -> str:
+    """A file's content from ``image`` (docker create + docker cp: nothing runs)."""
+    cid = d.docker("create", "--network", "none", image, "/bin/sh").stdout.strip()
+    try:
+        assert DOCKER_BIN is not None
+        r = subprocess.run([DOCKER_BIN, "-H", d.host, "cp", f"{cid}:{path}", "-"], capture_output=True,
+                           timeout=120, env=d.env())
+        assert r.returncode == 0, r.stderr.decode(errors="replace")
+        with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tf:
+            member = tf.getmembers()[0]
+            fh = tf.extractfile(member)
+            assert fh is not None
+            return fh.read().decode()
+    finally:
+        d.docker("rm", "-f", cid, check=False)
+
+
+def test_two_targets_with_args_labels_tags_secrets(engine: Tuple[Dockerd, str], tmp_path: Any) -> None:
+    d, base_ref = engine
+    proj = str(tmp_path)
+    os.makedirs(os.path.join(proj, "base"))
+    os.makedirs(os.path.join(proj, "app"))
+    with open(os.path.join(proj, "base", "Dockerfile"), "w") as fh:
+        fh.write(BASE_DOCKERFILE)
+    with open(os.path.join(proj, "tok.txt"), "w") as fh:
+        fh.write("file-secret-value\n")
+    targets: Dict[str, Target] = {
+        "base": Target("base", context="base", args={"BASE": base_ref, "FLAVOR": "fancy", "NOPE": None},
+                       labels={"org.example.role": "base"}, tags=["bakery-it/base:1"],
+                       secret=[Secret("tok", src="tok.txt")]),
+        "app": Target("app", context="app", dockerfile_inline=APP_DOCKERFILE, depends_on=["base"],
+                      args={"GREETING": "hello bake"},
+                      labels={"org.example.role": "app", "org.example.version": "2"},
+                      tags=["bakery-it/app:1", "bakery-it/app:latest"],
+                      secret=[Secret("envtok", env="BAKERY_IT_TOKEN")]),
+    }
+    lines: List[Tuple[str, str]] = []
+    ids = _driver(d, proj, BAKERY_IT_TOKEN="env-secret-value").run(
+        targets, ["app"], 2, lambda t, line: lines.append((t, line)))
+
+    assert set(ids) == {"base", "app"}
+    assert all(v.startswith("sha256:") for v in ids.values()), ids
+    assert {t for t, _ in lines} == {"base", "app"}
+
+    info = {name: json.loads(d.docker("image", "inspect", name).stdout)[0]
+            for name in ("bakery-it/base:1", "bakery-it/app:1")}
+    base, app = info["bakery-it/base:1"], info["bakery-it/app:1"]
+    assert base["Id"] == ids["base"] and app["Id"] == ids["app"]
+    assert set(app["RepoTags"]) == {"bakery-it/app:1", "bakery-it/app:latest"}
+    assert base["Config"]["Labels"]["org.example.role"] == "base"
+    assert app["Config"]["Labels"] == {**(base["Config"]["Labels"] or {}), "org.example.role": "app",
+                                       "org.example.version": "2", "from.dockerfile": "yes"}
+    # FLAVOR came from base's build args; app is FROM base's tag, so built after it
+    assert "FLAVOR=fancy" in base["Config"]["Env"]
+    assert "FLAVOR=fancy" in app["Config"]["Env"]
+    assert app["RootFS"]["Layers"][:len(base["RootFS"]["Layers"])] == base["RootFS"]["Layers"]
+
+    assert _read_file(d, "bakery-it/app:1", "/greeting") == "hello bake\n"
+    assert _read_file(d, "bakery-it/base:1", "/tok.copy") == "file-secret-value\n"
+    assert _read_file(d, "bakery-it/app:1", "/envtok.copy") == "env-secret-value"
+
+
+def test_failed_build_is_an_error_with_its_tail(engine: Tuple[Dockerd, str], tmp_path: Any) -> None:
+    d, base_ref = engine
+    proj = str(tmp_path)
+    t = Target("broken", context=".", args={"BASE": base_ref},
+               dockerfile_inline="ARG BASE\nFROM ${BASE}\nRUN echo about-to-fail && exit 7\n")
+    with pytest.raises(BakeryError) as ei:
+        _driver(d, proj).run({"broken": t}, ["broken"], 1, None)
+    msg = str(ei.value)
+    assert msg.startswith("target broken: docker build exited 1"), msg
+    assert "about-to-fail" in msg
+    assert "exit code: 7" in msg or "exit 7" in msg
