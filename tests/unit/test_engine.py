@@ -110,6 +110,6 @@ def test_network_host_needs_the_entitlement(engine_parts) -> None:  # type: igno
     store, sandbox, snaps = engine_parts
     step = Exec(Ref(base()), ("h",), (), "/", AMD64, network="host")
     ops, deps, roots = graph(step)
-    with pytest.raises(BuildFailed, match="network.host entitlement"):
+    with pytest.raises(BuildFailed, match=r"network\.host entitlement"):
         Engine(store, sandbox, snapshotter=snaps).run(ops, deps, roots)
     Engine(store, sandbox, snapshotter=snaps, allow_network_host=True).run(ops, deps, roots)
