@@ -285,8 +285,8 @@ def _write_outputs(t: Target, root: Any, puller: RegistryPuller, store: Store, e
             done.append(f"{t.name}: OCI layout {o.dest}")
         elif o.type == "docker":
             if not dest:
-                raise BakeryError(f"target {t.name}: loading into a Docker engine is not supported by "
-                                  "the embedded driver", hint="give type=docker a dest=FILE.tar")
+                done.append(_docker_load(t, root, puller, store, names))
+                continue
             os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
             write_docker_archive(puller.blobs, root, dest, names)
             done.append(f"{t.name}: docker archive {o.dest}")
@@ -331,6 +331,32 @@ def _write_outputs(t: Target, root: Any, puller: RegistryPuller, store: Store, e
         else:
             raise BakeryError(f"target {t.name}: output type {o.type} is not supported by the embedded driver")
     return done
+
+
+def _docker_load(t: Target, root: Any, puller: RegistryPuller, store: Store, names: List[str]) -> str:
+    """``type=docker`` without dest (``--load``): ``docker load`` into the
+    engine at $DOCKER_HOST (the image must be single-platform, as Docker's
+    classic image store takes one)."""
+    import subprocess
+
+    from bakery.oci.layout import write_docker_archive
+
+    docker = os.environ.get("BAKERY_DOCKER") or shutil.which("docker")
+    if not docker:
+        raise BakeryError(f"target {t.name}: type=docker without dest loads into a Docker engine, "
+                          "but there is no docker CLI", hint="give type=docker a dest=FILE.tar")
+    tmp = store.tmpdir("load-")
+    try:
+        archive = os.path.join(tmp, "image.tar")
+        write_docker_archive(puller.blobs, root, archive, names)
+        r = subprocess.run([docker, "load", "-i", archive], capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise BakeryError(f"target {t.name}: docker load failed: {r.stderr.strip()[-2000:]}",
+                              hint="is a Docker engine reachable at $DOCKER_HOST?")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    where = os.environ.get("DOCKER_HOST", "the local Docker engine")
+    return f"{t.name}: loaded into {where} as {', '.join(names) or root.digest}"
 
 
 class _Entry:

@@ -273,3 +273,18 @@ def test_a_moved_base_tag_rebuilds_the_steps_after_from(env) -> None:  # type: i
                     "--version", "2", env["base"], *platforms], check=True, capture_output=True)
     # per platform: the new base pulled, then base's RUN + COPY and api's COPY + RUN
     assert steps_run(bakery(env, "api")) == 5 * len(env["platforms"])
+
+
+def test_docker_output_without_dest_loads_into_the_engine(env) -> None:  # type: ignore[no-untyped-def]
+    from tests.integration.dockerd import running_dockerd
+
+    with running_dockerd() as d:
+        e = dict(d.env(), BAKERY_CACHE_DIR=env["cache"])
+        r = subprocess.run([sys.executable, "-m", "bakery", "run", "--var", f"BASE_IMAGE={env['base']}",
+                            "--set", "*.platform=linux/amd64", "--set", "api.output=type=docker", "api"],
+                           cwd=env["cwd"], env=e, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "api: loaded into" in r.stdout
+        out = d.docker("image", "inspect", "--format", "{{json .Config.Labels}}",
+                       "127.0.0.1:5000/bakery-example/api:dev")
+        assert "org.opencontainers.image.version" in (out if isinstance(out, str) else out.stdout)
