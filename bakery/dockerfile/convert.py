@@ -91,6 +91,7 @@ from bakery.graph.ops import (
     ScratchSource,
     SourceLocation,
 )
+from bakery.oci.media import normalize_arch
 
 from . import _go
 from .expand import ExpansionError, Lex
@@ -256,31 +257,6 @@ _KNOWN_ARCH = frozenset((
 _PLATFORM_PART = re.compile(r"[A-Za-z0-9_.-]+")
 
 
-def _normalize_arch(arch: str, variant: str) -> Tuple[str, str]:
-    arch, variant = arch.lower(), variant.lower()
-    if arch == "i386":
-        return "386", ""
-    if arch in ("x86_64", "x86-64", "amd64"):
-        return "amd64", "" if variant == "v1" else variant
-    if arch in ("aarch64", "arm64"):
-        if variant in ("8", "v8", "v8.0"):
-            variant = ""
-        elif variant in ("9", "9.0", "v9.0"):
-            variant = "v9"
-        return "arm64", variant
-    if arch == "armhf":
-        return "arm", "v7"
-    if arch == "armel":
-        return "arm", "v6"
-    if arch == "arm":
-        if variant in ("", "7"):
-            variant = "v7"
-        elif variant in ("5", "6", "8"):
-            variant = "v" + variant
-        return "arm", variant
-    return arch, variant
-
-
 def parse_platform(spec: str, host: Platform) -> Platform:
     """containerd's platforms.Parse followed by Normalize (``linux/arm`` ->
     ``linux/arm/v7``, ``linux/arm64/v8`` -> ``linux/arm64``).  ``host``
@@ -295,11 +271,11 @@ def parse_platform(spec: str, host: Platform) -> Platform:
     if len(parts) == 1:
         if os_ in _KNOWN_OS:
             return Platform(os_, host.architecture, host.variant)
-        arch, variant = _normalize_arch(parts[0], "")
+        arch, variant = normalize_arch(parts[0], "")
         if arch not in _KNOWN_ARCH:
             raise ValueError(bad)
         return Platform(host.os, arch, variant)
-    arch, variant = _normalize_arch(parts[1], parts[2] if len(parts) == 3 else "")
+    arch, variant = normalize_arch(parts[1], parts[2] if len(parts) == 3 else "")
     return Platform(os_, arch, variant)
 
 

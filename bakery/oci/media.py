@@ -66,6 +66,7 @@ __all__ = [
     "is_index",
     "is_manifest",
     "layer_media_type",
+    "normalize_arch",
     "normalize_platform",
     "parse_platform",
     "platform_compatible",
@@ -224,7 +225,9 @@ class Platform:
         )
 
 
-def _normalize_arch(arch: str, variant: str) -> Tuple[str, str]:
+def normalize_arch(arch: str, variant: str) -> Tuple[str, str]:
+    """containerd's normalisation of an architecture and variant: the one
+    definition bakery uses (x86_64 -> amd64, aarch64/v8 -> arm64, arm -> arm/v7...)."""
     arch, variant = arch.lower(), variant.lower()
     if arch == "i386":
         return "386", ""
@@ -257,7 +260,7 @@ def normalize_platform(p: Any) -> Platform:
     os_name = str(getattr(p, "os", "") or "").lower()
     if os_name == "macos":
         os_name = "darwin"
-    arch, variant = _normalize_arch(str(getattr(p, "architecture", "") or ""),
+    arch, variant = normalize_arch(str(getattr(p, "architecture", "") or ""),
                                     str(getattr(p, "variant", "") or ""))
     return Platform(os_name, arch, variant,
                     str(getattr(p, "os_version", "") or ""),
