@@ -503,7 +503,9 @@ def test_runc_runtime_state_is_private(runc_binary: str, busybox_rootfs: str, tm
         default_list.append(subprocess.run([runc_binary, "list", "-q"], capture_output=True,
                                            text=True).stdout)
 
-    sb.run(RunSpec(rootfs=busybox_rootfs, args=("echo", "x")), cb)
-    assert len(names) == 1 and names[0].startswith("bakery-")
+    # the container stays alive after its output, so the callback always sees
+    # its state (a bare `echo` could be gone before the callback runs)
+    sb.run(RunSpec(rootfs=busybox_rootfs, args=("sh", "-c", "echo x; sleep 0.5")), cb)
+    assert len(set(names)) == 1 and names[0].startswith("bakery-")
     assert names[0] not in default_list[0]
     assert os.listdir(state) == []
