@@ -42,6 +42,7 @@ Example::
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import re
@@ -307,11 +308,14 @@ def _attrs_key(attrs: Mapping[str, str]) -> Tuple[Tuple[str, str], ...]:
 # Entries
 
 
-class _Entry:
+class _Entry(abc.ABC):
+    """Shared equality, hashing and repr; subclasses define the two below."""
+
     __slots__ = ()
 
+    @abc.abstractmethod
     def _key(self) -> Tuple[Any, ...]:
-        raise NotImplementedError
+        """The fields buildx compares."""
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -324,8 +328,9 @@ class _Entry:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.to_json()!r})"
 
+    @abc.abstractmethod
     def to_json(self) -> Dict[str, Any]:
-        raise NotImplementedError
+        """The object buildx prints."""
 
 
 class ExportEntry(_Entry):

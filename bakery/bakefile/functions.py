@@ -231,29 +231,13 @@ def _parse_number(s: str) -> Number:
     return float(d)
 
 
-def _prim_kind(v: Value) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, str):
-        return "string"
-    if is_number(v):
-        return "number"
-    if isinstance(v, (list, tuple)):
-        return "tuple"
-    if isinstance(v, Mapping):
-        return "object"
-    return type(v).__name__
-
-
 def _unify(elems: Sequence[Value], what: str) -> List[Value]:
     """Convert elements to one common type, like cty's unsafe unification.
 
     Only primitive types are unified (a mix with strings becomes strings);
     structural elements are kept as they are.
     """
-    kinds = {_prim_kind(e) for e in elems} - {"null"}
+    kinds = {type_name(e) for e in elems} - {"null"}
     if len(kinds) <= 1:
         return list(elems)
     prims = {"string", "number", "bool"}
@@ -1355,7 +1339,7 @@ def _fn_notequal(a: Value, b: Value) -> Value:
 
 
 def _unify_values(vals: Sequence[Value]) -> List[Value]:
-    kinds = {_prim_kind(v) for v in vals} - {"null"}
+    kinds = {type_name(v) for v in vals} - {"null"}
     if len(kinds) <= 1:
         return list(vals)
     prims = {"string", "number", "bool"}

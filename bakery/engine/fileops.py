@@ -40,38 +40,22 @@ import stat
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from bakery.dockerfile.dockerignore import IgnoreMatcher
+from bakery.engine.sandbox.common import secure_join
 from bakery.errors import BakeryError
 from bakery.graph.ops import Copy, FileAction, Mkdir, Mkfile, Rm, Symlink
 
 __all__ = ["apply_actions", "copy", "parse_chown", "resolve_in_root"]
 
-_MAX_LINKS = 40
 
 
 def resolve_in_root(root: str, path: str, follow_last: bool = True) -> str:
     """The host path of ``path`` inside ``root``, following symlinks as the
-    container would see them (absolute links are relative to ``root``)."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: List[str] = []
-    hops = 0
-    while parts:
-        p = parts.pop(0)
-        if p == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, p)
-        if os.path.islink(candidate) and (parts or follow_last):
-            hops += 1
-            if hops > _MAX_LINKS:
-                raise BakeryError(f"too many levels of symbolic links resolving {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [x for x in target.split("/") if x not in ("", ".")] + parts
-            continue
-        resolved.append(p)
-    return os.path.join(root, *resolved)
+    container would see them (absolute links are relative to ``root``); with
+    ``follow_last`` False the last component itself is not followed."""
+    if follow_last:
+        return secure_join(root, path)
+    parent, base = posixpath.split(posixpath.normpath("/" + path))
+    return os.path.join(secure_join(root, parent), base) if base else secure_join(root, parent)
 
 
 def parse_chown(chown: str) -> Optional[Tuple[int, int]]:
