@@ -330,7 +330,7 @@ def test_run_failure_cancels_running(fake: Fake) -> None:
 
 def test_run_timeout(fake: Fake) -> None:
     targets = {"slow": fake.target("slow", sleep=30)}
-    with pytest.raises(BakeryError, match=r"target slow: timed out after 0\.5s"):
+    with pytest.raises(BakeryError, match=r"target slow: docker build timed out after 0\.5s"):
         fake.driver(timeout=0.5).run(targets, ["slow"], 1, None)
 
 
