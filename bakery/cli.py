@@ -93,9 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --keep-going, write the outputs of the targets that built even "
                      "when others failed (default: no output unless every target succeeded)")
     run.add_argument("--no-cache", action="store_true", help="run every step, ignoring the cache")
-    run.add_argument("--driver", choices=("embedded", "docker"), default="embedded",
-                     help="who builds: bakery's embedded engine (default) or the BuildKit of a "
-                     "Docker engine (DOCKER_HOST or --docker-host)")
+    run.add_argument("--driver", choices=("embedded", "docker", "buildkit"), default="embedded",
+                     help="who builds: bakery's embedded engine (default), the BuildKit of a "
+                     "Docker engine (DOCKER_HOST or --docker-host) or a buildkitd through buildctl "
+                     "(BUILDKIT_HOST or --buildkit-addr)")
+    run.add_argument("--builder", metavar="NAME",
+                     help="build on the nodes of a named builder (see `bakery builder ls`)")
+    run.add_argument("--buildkit-addr", metavar="URL",
+                     help="the buildkitd for --driver buildkit (default: $BUILDKIT_HOST, else "
+                     "unix:///run/buildkit/buildkitd.sock)")
     run.add_argument("--docker-host", metavar="URL",
                      help="the Docker engine for --driver docker (default: $DOCKER_HOST, else "
                      "unix:///var/run/docker.sock)")
@@ -109,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", metavar="I/N",
                      help="build only the I-th of N balanced shards of the requested targets "
                      "(1-based; as `bakery plan --shard I/N` shows)")
+
+    _builder_parser(sub)
 
     sub.add_parser("info", help="show the sandbox, snapshotter and store bakery uses, and why")
 
@@ -125,6 +133,69 @@ def build_parser() -> argparse.ArgumentParser:
     _common(ls)
     ls.add_argument("--format", choices=("text", "json"), default="text")
     return p
+
+
+def _builder_parser(sub: Any) -> None:
+    b = sub.add_parser("builder", help="manage named builders (nodes for --builder)",
+                       description="Named builders live in builders.toml under $BAKERY_CONFIG_DIR "
+                       "(else $XDG_CONFIG_HOME/bakery, else ~/.config/bakery).")
+    bsub = b.add_subparsers(dest="builder_command", metavar="ACTION")
+    bsub.add_parser("ls", help="list builders and their nodes")
+    add = bsub.add_parser("add", help="add a builder, or append a node to one")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--driver", required=True, choices=("docker", "buildkit"))
+    add.add_argument("--endpoint", required=True, metavar="URL",
+                     help="unix://, tcp:// (ssh:// for docker, kube-pod:// for buildkit)")
+    add.add_argument("--platform", action="append", default=[], metavar="PLATFORMS",
+                     help="platforms the node serves natively (comma-separated; repeatable)")
+    add.add_argument("--node", metavar="NAME", help="the node's name (default: NAME<i>)")
+    for k in ("tlscacert", "tlscert", "tlskey"):
+        add.add_argument(f"--{k}", default="", metavar="FILE",
+                         help=f"{k} for a buildkit tcp:// endpoint (mTLS)")
+    rm = bsub.add_parser("rm", help="remove a builder, or one of its nodes")
+    rm.add_argument("name", metavar="NAME")
+    rm.add_argument("--node", metavar="NODE", help="remove only this node")
+    inspect = bsub.add_parser("inspect", help="show a builder's nodes")
+    inspect.add_argument("name", metavar="NAME")
+
+
+def cmd_builder(args: argparse.Namespace) -> int:
+    from bakery.drivers import builders as B
+
+    path = B.config_path(os.environ)
+    current = B.load_builders(path)
+    if args.builder_command == "ls":
+        if not current:
+            print(f"no builders in {path}")
+            return 0
+        rows = B.node_table(current)
+        width = [max(len(r[i]) for r in rows) for i in range(3)]
+        for r in rows:
+            print(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]:<{width[2]}}  {r[3]}".rstrip())
+        return 0
+    if args.builder_command == "inspect":
+        print("\n".join(B.describe(B.get_builder(current, args.name, path))))
+        return 0
+    if args.builder_command == "add":
+        node = B.Node(name=args.node or B.next_node_name(current, args.name), driver=args.driver,
+                      endpoint=args.endpoint,
+                      platforms=B.parse_node_platforms(",".join(args.platform)),
+                      tlscacert=_abspath(args.tlscacert), tlscert=_abspath(args.tlscert),
+                      tlskey=_abspath(args.tlskey))
+        updated = B.add_node(current, args.name, node)
+        B.save_builders(path, updated)
+        verb = "appended node" if args.name in current else "created builder " + args.name + " with node"
+        print(f"{verb} {node.name} ({path})")
+        return 0
+    if args.builder_command == "rm":
+        B.save_builders(path, B.remove(current, args.name, args.node))
+        print(f"removed {'node ' + args.node + ' of ' if args.node else ''}builder {args.name}")
+        return 0
+    raise BakeryError("bakery builder needs an action", hint="bakery builder ls | add | rm | inspect")
+
+
+def _abspath(p: str) -> str:
+    return os.path.abspath(p) if p else ""
 
 
 def _vars(specs: Sequence[str]) -> Dict[str, str]:
@@ -266,6 +337,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["BAKERY_CACHE_DIR"] = os.path.abspath(args.cache_dir)
     cfg = _load(args)
     resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
+    if args.builder or args.driver == "buildkit":
+        return _run_builder(args, resolved)
     if args.driver == "docker":
         return _run_docker(args, resolved)
     allow_host = "network.host" in args.allow or any(
@@ -299,10 +372,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_docker(args: argparse.Namespace, resolved) -> int:
-    from bakery.drivers.docker import DockerDriver
+def _driver_targets(args: argparse.Namespace, resolved) -> Dict[str, Any]:
+    """The resolved targets, with --push applied to their outputs (as buildx's --push)."""
+    if not args.push:
+        return dict(resolved.targets)
+    import dataclasses
 
-    host = args.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    from bakery.bakefile.buildflags import set_push
+
+    return {n: dataclasses.replace(t, output=set_push(t.output or [], True))
+            for n, t in resolved.targets.items()}
+
+
+def _run_builder(args: argparse.Namespace, resolved) -> int:
+    from bakery.drivers import builders as B
+    from bakery.drivers.multinode import BuilderDriver
+
+    if args.builder:
+        path = B.config_path(os.environ)
+        builder = B.get_builder(B.load_builders(path), args.builder, path)
+    else:
+        addr = args.buildkit_addr or os.environ.get("BUILDKIT_HOST") or \
+            "unix:///run/buildkit/buildkitd.sock"
+        builder = B.Builder("buildkit", (B.check_node(B.Node("buildkit0", "buildkit", addr)),))
+    order = _driver_order(args, resolved)
+
+    def show(target: str, line: str) -> None:
+        if args.progress != "quiet":
+            sys.stderr.write(f"[{target}] {line.rstrip()}\n")
+
+    docker = os.environ.get("BAKERY_DOCKER", "/usr/bin/docker")
+    driver = BuilderDriver(builder, cwd=os.getcwd(), docker=docker,
+                           insecure_registries=args.insecure_registry)
+    results = driver.run(_driver_targets(args, resolved), order, max(1, args.jobs), show)
+    for name in order:
+        nodes = sorted({f"{n} ({p})" if p else n for t, p, n in driver.assignments if t == name})
+        print(f"{name}: {results.get(name) or 'built'} (builder {builder.name}: "
+              f"{', '.join(nodes)})")
+    return 0
+
+
+def _driver_order(args: argparse.Namespace, resolved) -> List[str]:
     names = _requested(args, resolved)
     order: List[str] = []
     for n in names:
@@ -313,13 +423,22 @@ def _run_docker(args: argparse.Namespace, resolved) -> int:
     for n in resolved.targets:  # linked targets (target: contexts) are rejected by the driver
         if n not in order and not resolved.targets[n].linked:
             order.append(n)
+    return order
+
+
+def _run_docker(args: argparse.Namespace, resolved) -> int:
+    from bakery.drivers.docker import DockerDriver
+
+    host = args.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    order = _driver_order(args, resolved)
 
     def show(target: str, line: str) -> None:
         if args.progress != "quiet":
             sys.stderr.write(f"[{target}] {line.rstrip()}\n")
 
     docker = os.environ.get("BAKERY_DOCKER", "/usr/bin/docker")
-    images = DockerDriver(host, docker=docker, cwd=os.getcwd()).run(resolved.targets, order, max(1, args.jobs), show)
+    images = DockerDriver(host, docker=docker, cwd=os.getcwd()).run(
+        _driver_targets(args, resolved), order, max(1, args.jobs), show)
     for name in order:
         print(f"{name}: {images.get(name) or 'built'} (docker driver, {host})")
     return 0
@@ -395,7 +514,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     raise BakeryError("bakery cache needs an action", hint="bakery cache du | bakery cache prune --all")
 
 
-COMMANDS = {"plan": cmd_plan, "ls": cmd_ls, "run": cmd_run, "info": cmd_info, "cache": cmd_cache}
+COMMANDS = {"plan": cmd_plan, "ls": cmd_ls, "run": cmd_run, "info": cmd_info, "cache": cmd_cache,
+            "builder": cmd_builder}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -77,6 +77,7 @@ SCHEMES: Dict[str, Tuple[str, ...]] = {
 TLS_KEYS = ("tlscacert", "tlscert", "tlskey")
 NODE_KEYS = ("name", "driver", "endpoint", "platforms", *TLS_KEYS)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_BUILDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # a bare TOML key
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,11 @@ def config_path(env: Mapping[str, str]) -> str:
 
 
 def check_name(name: str, what: str, pos: Optional[Pos] = None) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    pattern = _BUILDER_NAME if what == "builder" else _NAME
+    if not isinstance(name, str) or not pattern.match(name):
+        allowed = "'_' and '-'" if what == "builder" else "'_', '.' and '-'"
         raise BakeryError(f"invalid {what} name {name!r}", pos,
-                          hint="use letters, digits, '_', '.' and '-', starting with a letter or digit")
+                          hint=f"use letters, digits, {allowed}, starting with a letter or digit")
     return name
 
 
@@ -214,6 +217,11 @@ class _Lines:
 
     def key(self, table: str, idx: int, key: str) -> Pos:
         line = self.keys.get((table, idx, key))
+        if line is None:  # a sub-table: its first header
+            sub = f"{table}.{key}" if table else key
+            heads = [ln for (t, _), ln in self.tables.items()
+                     if t == sub or t.startswith(sub + ".")]
+            line = min(heads) if heads else None
         return Pos(self.file, line, 1) if line is not None else self.table(table, idx)
 
 
@@ -323,8 +331,8 @@ def _toml_str(s: str) -> str:
 
 def format_builders(builders: Mapping[str, Builder]) -> str:
     """``builders`` as the TOML text that :func:`parse_builders` reads back."""
-    parts = ["# bakery builders: managed by `bakery builder add|rm` (hand edits are kept only "
-             "as data)\n"]
+    parts = ["# bakery builders (`bakery builder add|rm` rewrite this file; comments are not "
+             "kept)\n"]
     for b in builders.values():
         parts.append(f"\n[builder.{b.name}]\n")
         for n in b.nodes:
