@@ -337,7 +337,9 @@ def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: s
         argv += ["--cache-from", c.attrs["ref"]]
     for o in exports if split_tag is None else []:
         argv += ["--output", _csv([f"type={o.type}", f"dest={_abs(o.dest, cwd)}"])]
-    if iidfile:
+    # with a local/tar export the engine gives no image id, and the CLI fails the build
+    # ("cannot write ... because server did not provide an image ID")
+    if iidfile and not (exports and split_tag is None):
         argv += ["--iidfile", iidfile]
     argv.append(context_arg)
     push = tuple(tags) if split_tag is None and pushes(t) else ()

@@ -171,6 +171,15 @@ def test_push_true_pushes_the_tags(out: str) -> None:
         "type=image,push=false")]), None, HOST, CWD).push == ()
 
 
+def test_no_iidfile_with_a_local_or_tar_export() -> None:
+    # Docker 20.10's CLI fails such a build: "server did not provide an image ID"
+    for out in ("out", "type=tar,dest=o.tar"):
+        cmd = docker_build_args(Target("a", output=[ExportEntry.from_text(out)]), None, HOST, CWD,
+                                iidfile="/t/i")
+        assert "--iidfile" not in cmd.argv
+    assert "--iidfile" in argv(Target("a"), iidfile="/t/i")
+
+
 def test_registry_output_needs_a_name() -> None:
     with pytest.raises(BakeryError, match="no image name to push"):
         docker_build_args(Target("t", output=[ExportEntry.from_text("type=registry")]), None, HOST, CWD)
