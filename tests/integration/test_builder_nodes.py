@@ -136,7 +136,7 @@ def _nodes_in_log(stderr: str) -> Dict[str, List[str]]:
 
 def test_targets_spread_across_two_engines(env: Tuple[Registry, str, Dockerd, Dockerd],
                                            tmp_path: Any) -> None:
-    reg, base, d1, d2 = env
+    _reg, base, d1, d2 = env
     proj, cfg = str(tmp_path / "proj"), str(tmp_path / "cfg")
     os.makedirs(os.path.join(proj, "svc"))
     os.makedirs(cfg)

@@ -100,7 +100,7 @@ def test_dockerfile_inline_goes_to_stdin() -> None:
     assert isinstance(cmd, BuildCommand)
     assert cmd.argv == [*PRE, "-f", "-", "--network=host", "/src/ctx"]
     assert cmd.stdin == "FROM scratch\n"
-    _argv, stdin, push = docker_build_args(Target("a"), None, HOST, CWD)  # a triple
+    _argv, stdin, _push = docker_build_args(Target("a"), None, HOST, CWD)  # a triple
     assert stdin is None
 
 
