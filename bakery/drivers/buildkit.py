@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -253,18 +254,29 @@ class BuildkitNode:
         self.runner = DockerDriver(node.endpoint, docker=buildctl, cwd=cwd, timeout=timeout)
 
     def build(self, name: str, t: Target, platform: Optional[str],
-              outputs: Optional[Sequence[str]], progress_cb: Optional[ProgressCallback]) -> None:
-        inline = tempfile.mkdtemp(prefix="bakery-inline-") if t.dockerfile_inline is not None \
-            else None
+              outputs: Optional[Sequence[str]], progress_cb: Optional[ProgressCallback]) -> str:
+        """Run one ``buildctl build``; return the image digest buildctl
+        reports in its metadata file ("" when the output makes no image)."""
+        work = tempfile.mkdtemp(prefix="bakery-buildctl-")
         try:
-            if inline is not None:
+            inline = None
+            if t.dockerfile_inline is not None:
+                inline = os.path.join(work, "inline")
+                os.makedirs(inline)
                 with open(os.path.join(inline, "Dockerfile"), "w", encoding="utf-8") as fh:
-                    fh.write(t.dockerfile_inline or "")
-            argv = buildctl_args(t, platform, self.node, self.cwd, self.buildctl, outputs, inline)
+                    fh.write(t.dockerfile_inline)
+            meta = os.path.join(work, "metadata.json")
+            argv = buildctl_args(t, platform, self.node, self.cwd, self.buildctl, outputs, inline,
+                                 metadata_file=meta)
             self.runner._command(name, argv, None, progress_cb, "buildctl build")
+            try:
+                with open(meta, encoding="utf-8") as fh:
+                    doc = json.load(fh)
+            except (OSError, ValueError):
+                return ""
+            return str(doc.get("containerimage.digest", "")) if isinstance(doc, dict) else ""
         finally:
-            if inline is not None:
-                shutil.rmtree(inline, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
 
     def cancel(self) -> None:
         self.runner._cancel()

@@ -349,8 +349,7 @@ class BuilderDriver:
             return archive
         b = self._buildkit[node.name]
         if not job.split:
-            b.build(t.name, t, job.platform, None, cb)
-            return ""
+            return b.build(t.name, t, job.platform, None, cb)
         archive = os.path.join(tmp, f"{key}.tar")
         b.build(t.name, t, job.platform, [f"type=oci,dest={archive}"], cb)
         return archive
