@@ -28,7 +28,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 from bakery.bakefile.model import Target
 from bakery.drivers.builders import Node
@@ -246,12 +246,14 @@ class BuildkitNode:
     """Runs builds on one buildkitd node with ``buildctl`` (output streamed
     like the docker driver's; the same cancellation and timeout)."""
 
-    def __init__(self, node: Node, buildctl: str, cwd: str, timeout: Optional[float] = None):
+    def __init__(self, node: Node, buildctl: str, cwd: str, timeout: Optional[float] = None,
+                 env: Optional[Mapping[str, str]] = None):
         self.node = node
         self.buildctl = buildctl
         self.cwd = cwd
         # the process runner is the docker driver's (streaming, cancel, timeout)
-        self.runner = DockerDriver(node.endpoint, docker=buildctl, cwd=cwd, timeout=timeout)
+        self.runner = DockerDriver(node.endpoint, docker=buildctl, cwd=cwd, env=env,
+                                   timeout=timeout)
 
     def build(self, name: str, t: Target, platform: Optional[str],
               outputs: Optional[Sequence[str]], progress_cb: Optional[ProgressCallback]) -> str:
@@ -265,6 +267,10 @@ class BuildkitNode:
                 os.makedirs(inline)
                 with open(os.path.join(inline, "Dockerfile"), "w", encoding="utf-8") as fh:
                     fh.write(t.dockerfile_inline)
+            if outputs is None:  # buildctl writes a file dest, but not its directory
+                for o in t.output or []:
+                    if o.dest and o.dest != "-" and o.type != "local":
+                        os.makedirs(os.path.dirname(_abs(o.dest, self.cwd)), exist_ok=True)
             meta = os.path.join(work, "metadata.json")
             argv = buildctl_args(t, platform, self.node, self.cwd, self.buildctl, outputs, inline,
                                  metadata_file=meta)

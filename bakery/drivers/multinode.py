@@ -233,7 +233,8 @@ class BuilderDriver:
                                                     env=self.env, timeout=self.timeout)
             else:
                 assert self.buildctl is not None
-                self._buildkit[n.name] = BuildkitNode(n, self.buildctl, self.cwd, self.timeout)
+                self._buildkit[n.name] = BuildkitNode(n, self.buildctl, self.cwd, self.timeout,
+                                                      self.env)
 
     def _check(self, targets: Mapping[str, Target], jobs: Sequence[Job]) -> None:
         """Every job is checked for every node it may land on, before anything runs."""

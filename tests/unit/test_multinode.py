@@ -267,3 +267,76 @@ def test_buildkit_driver_without_buildctl_is_a_clear_error(tmp_path: Any) -> Non
     assert "error: the buildkit driver needs buildctl, which is not installed" in r.stderr
     assert "Debian 12 does not package it" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+FAKE_BUILDCTL = r'''#!{python}
+import json, os, shutil, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as fh:
+    fh.write(json.dumps({{"buildctl": args}}) + "\n")
+opts = [args[i + 1] for i, a in enumerate(args) if a == "--opt"]
+plat = next((o.split("=", 1)[1] for o in opts if o.startswith("platform=")), "")
+print("buildctl building " + plat, flush=True)
+for i, a in enumerate(args):
+    if a == "--output" and args[i + 1].startswith("type=oci,dest="):
+        dest = next(x[5:] for x in args[i + 1].split(",") if x.startswith("dest="))
+        shutil.copy(os.environ["FAKE_OCI_" + plat.replace("/", "_")], dest)
+    if a == "--metadata-file":
+        with open(args[i + 1], "w") as fh:
+            json.dump({{"containerimage.digest": "sha256:bk-" + plat.replace("/", "-")}}, fh)
+'''
+
+
+def test_split_across_a_docker_and_a_buildkit_node(tmp_path: Any) -> None:
+    """linux/arm64 goes to the buildkit node (an OCI tar back from buildctl),
+    linux/amd64 to the docker node (a `docker save` tar); one index results."""
+    f = Fake(str(tmp_path))
+    bctl = os.path.join(f.tmp, "buildctl")
+    with open(bctl, "w") as fh:
+        fh.write(FAKE_BUILDCTL.format(python=sys.executable))
+    os.chmod(bctl, 0o755)
+    arm_oci = _oci_archive(f.tmp, "arm64")
+    amd_save = os.path.join(f.tmp, "amd.save.tar")
+    _docker_save(amd_save, "amd64", {"arch": b"amd64"})
+    fake_docker = os.path.join(f.tmp, "docker")  # answers `save` and `rmi`, builds as FAKE
+    with open(fake_docker, "w") as fh:
+        fh.write(f"""#!{sys.executable}
+import os, shutil, subprocess, sys
+args = sys.argv[1:]
+if "save" in args:
+    shutil.copy({amd_save!r}, args[args.index("-o") + 1])
+    sys.exit(0)
+if "rmi" in args:
+    sys.exit(0)
+sys.exit(subprocess.call([{sys.executable!r}, {f.docker + ".build"!r}, *args]))
+""")
+    with open(f.docker + ".build", "w") as fh:
+        fh.write(FAKE.format(python=sys.executable))
+    f.docker = fake_docker
+    os.chmod(fake_docker, 0o755)
+    builder = Builder("mix", (Node("dk", "docker", "unix:///dk.sock", ("linux/amd64",)),
+                              Node("bk", "buildkit", "tcp://127.0.0.1:1", ("linux/arm64",))))
+    t = f.target("m", platforms=["linux/amd64", "linux/arm64"], tags=["r/m:1"],
+                 output=[ExportEntry.from_text("type=oci,dest=out/m.tar")])
+    arm = f.target("armonly", platforms=["linux/arm64"], tags=["r/a:1"],
+                   output=[ExportEntry.from_text("type=oci,dest=out/a.tar")])
+    lines: List[Tuple[str, str]] = []
+    d = BuilderDriver(builder, cwd=f.tmp, docker=fake_docker, buildctl=bctl, host="linux/amd64",
+                      env={"FAKE_LOG": f.log, "FAKE_OCI_linux_arm64": arm_oci})
+    res = d.run({"m": t, "armonly": arm}, ["m", "armonly"], 1, lambda a, b: lines.append((a, b)))
+    assert res["armonly"] == "sha256:bk-linux-arm64"
+    assert sorted((tg, p, n) for tg, p, n in d.assignments) == [
+        ("armonly", "linux/arm64", "bk"), ("m", "linux/amd64", "dk"), ("m", "linux/arm64", "bk")]
+    with open_layout(os.path.join(f.tmp, "out", "m.tar")) as lay:
+        root = lay.resolve("r/m:1")
+        assert root.digest == res["m"]
+        children = lay.store.read_json(root.digest)["manifests"]
+        assert [c["platform"]["architecture"] for c in children] == ["amd64", "arm64"]
+    joined = [line for tg, line in lines if tg == "m" and line.startswith("joined ")]
+    assert joined == [f"joined linux/amd64 (dk), linux/arm64 (bk) into {res['m']}"]
+    with open(f.log) as fh:
+        calls = [json.loads(x) for x in fh if '"buildctl"' in x]
+    split_call = next(c["buildctl"] for c in calls if "platform=linux/arm64" in c["buildctl"]
+                      and any(a.startswith("type=oci,dest=") and a.endswith(".tar") and "out/" not in a
+                              for a in c["buildctl"]))
+    assert split_call[:3] == ["--addr", "tcp://127.0.0.1:1", "build"]
