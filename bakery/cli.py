@@ -337,6 +337,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["BAKERY_CACHE_DIR"] = os.path.abspath(args.cache_dir)
     cfg = _load(args)
     resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
+    if args.builder and args.driver != "embedded":
+        raise BakeryError(f"--builder {args.builder} and --driver {args.driver} both say who builds",
+                          hint="a builder's nodes name their drivers: drop --driver")
     if args.builder or args.driver == "buildkit":
         return _run_builder(args, resolved)
     if args.driver == "docker":
@@ -384,11 +387,13 @@ def _driver_targets(args: argparse.Namespace, resolved) -> Dict[str, Any]:
             for n, t in resolved.targets.items()}
 
 
-def _run_builder(args: argparse.Namespace, resolved) -> int:
+def _run_builder(args: argparse.Namespace, resolved, builder: Any = None) -> int:
     from bakery.drivers import builders as B
     from bakery.drivers.multinode import BuilderDriver
 
-    if args.builder:
+    if builder is not None:
+        pass
+    elif args.builder:
         path = B.config_path(os.environ)
         builder = B.get_builder(B.load_builders(path), args.builder, path)
     else:
@@ -431,6 +436,13 @@ def _run_docker(args: argparse.Namespace, resolved) -> int:
 
     host = args.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     order = _driver_order(args, resolved)
+    if any(len(resolved.targets[n].platforms or []) > 1 for n in order):
+        # one engine as a one-node builder: each platform built on it (emulated where it
+        # is not native), the images joined into one index
+        from bakery.drivers import builders as B
+
+        node = B.check_node(B.Node("docker0", "docker", host))
+        return _run_builder(args, resolved, B.Builder("docker", (node,)))
 
     def show(target: str, line: str) -> None:
         if args.progress != "quiet":

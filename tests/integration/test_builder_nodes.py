@@ -334,3 +334,41 @@ group "default" {{ targets = ["pushed", "exported"] }}
     with open(os.path.join(proj, "out", "exported", "name")) as fh:
         assert fh.read() == "service exported\n"
     assert d1.docker("image", "inspect", "bakery-it/exported:1", check=False).returncode != 0
+
+
+def test_docker_driver_multi_platform_on_one_engine(env: Tuple[Registry, str, Dockerd, Dockerd],
+                                                    tmp_path: Any) -> None:
+    """`--driver docker` with two platforms: one engine builds both (arm64
+    through qemu binfmt) and the images are joined into one index."""
+    why = _arm64_ok()
+    if why:
+        pytest.skip(why)
+    _reg, base, d1, _ = env
+    proj = str(tmp_path / "proj")
+    os.makedirs(os.path.join(proj, "svc"))
+    with open(os.path.join(proj, "svc", "Dockerfile"), "w") as fh:
+        fh.write(SERVICE)
+    with open(os.path.join(proj, "docker-bake.hcl"), "w") as fh:
+        fh.write(f'''
+target "default" {{
+  context = "svc"
+  args = {{ BASE = "{base}", NAME = "one" }}
+  platforms = ["linux/arm64", "linux/amd64"]
+  output = ["type=oci,dest=out/one.tar"]
+}}
+''')
+    r = _bakery(proj, proj, "run", "--driver", "docker", "--docker-host", d1.host)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "[default] building on node docker0 (linux/arm64)" in r.stderr.splitlines()
+    lay = str(tmp_path / "lay")
+    os.makedirs(lay)
+    with tarfile.open(os.path.join(proj, "out", "one.tar")) as tf:
+        tf.extractall(lay)
+    with open(os.path.join(lay, "index.json")) as fh:
+        (top,) = json.load(fh)["manifests"]
+    with open(os.path.join(lay, "blobs", *top["digest"].split(":"))) as fh:
+        children = json.load(fh)["manifests"]
+    # the index keeps the target's platform order
+    assert [m["platform"]["architecture"] for m in children] == ["arm64", "amd64"]
+    assert _oci_file(lay, children[0]["digest"], "arch") == "aarch64\n"
+    assert _oci_file(lay, children[1]["digest"], "arch") == "x86_64\n"

@@ -202,3 +202,5 @@ def test_builder_commands(tmp_path: Any) -> None:
         fh.write('target "default" {\n  dockerfile-inline = "FROM scratch"\n}\n')
     r = _bakery(tmp, "run", "--builder", "x")
     assert r.returncode == 1 and "builders.toml:4:1" in r.stderr, r.stderr
+    r = _bakery(tmp, "run", "--builder", "x", "--driver", "docker")
+    assert r.returncode == 1 and "--builder x and --driver docker both say who builds" in r.stderr
