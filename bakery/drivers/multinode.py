@@ -259,6 +259,7 @@ class BuilderDriver:
         output leaves no image)."""
         names = _build_order(targets, order)
         plan = plan_jobs(targets, names, self.builder, self.host)
+        self.assignments = []
         self._setup()
         self._check(targets, plan)
         deps = {n: target_deps(targets[n]) for n in names}
@@ -330,7 +331,8 @@ class BuilderDriver:
         node = self._node(node_name)
         where = job.platform or "its default platform"
         self._emit(cb, t.name, f"building on node {node.name} ({where})")
-        safe = re.sub(r"[^a-z0-9_.-]", "-", f"{t.name}-{job.platform or 'default'}".lower())
+        # a valid image name component: lowercase alphanumerics joined by single dashes
+        safe = re.sub(r"[^a-z0-9]+", "-", f"{t.name}-{job.platform or 'default'}".lower()).strip("-")
         key = f"{safe}-{uuid.uuid4().hex[:12]}"
         if node.driver == "docker":
             d = self._docker[node.name]
