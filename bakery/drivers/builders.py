@@ -213,7 +213,11 @@ class _Lines:
                 self.keys.setdefault((table, idx, km.group(1).strip("\"'")), i)
 
     def table(self, table: str, idx: int = 0) -> Pos:
-        return Pos(self.file, self.tables.get((table, idx), 1), 1)
+        line = self.tables.get((table, idx))
+        if line is None:  # defined only through its sub-tables ([[builder.B.node]])
+            heads = [ln for (t, _), ln in self.tables.items() if t.startswith(table + ".")]
+            line = min(heads) if heads else 1
+        return Pos(self.file, line, 1)
 
     def key(self, table: str, idx: int, key: str) -> Pos:
         line = self.keys.get((table, idx, key))

@@ -96,6 +96,8 @@ BAD: List[Any] = [
      ["node name n is already used (by builder a)"]),
     ("builder-name", "[builder.'a b']\n[[builder.'a b'.node]]\ndriver='docker'\nendpoint='unix:///x'\n",
      1, ["invalid builder name 'a b'"]),
+    ("implicit-builder-table", "# no [builder.a] header\n[[builder.'a b'.node]]\ndriver='docker'\n"
+     "endpoint='unix:///x'\n", 2, ["invalid builder name 'a b'"]),
     ("string-key", "[builder.a]\n[[builder.a.node]]\ndriver='docker'\nendpoint=5\n", 4,
      ["node key endpoint must be a string"]),
 ]
