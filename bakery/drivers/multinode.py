@@ -328,6 +328,15 @@ class BuilderDriver:
 
     def _job(self, t: Target, job: Job, node_name: str, tmp: str,
              cb: Optional[ProgressCallback]) -> str:
+        try:
+            return self._run_job(t, job, node_name, tmp, cb)
+        except BakeryError as e:  # say where it failed
+            where = f"node {node_name}" + (f", {job.platform}" if job.platform else "")
+            raise BakeryError(e.message.replace(f"target {t.name}: ", f"target {t.name} ({where}): ",
+                                                1), e.pos, e.hint) from None
+
+    def _run_job(self, t: Target, job: Job, node_name: str, tmp: str,
+                 cb: Optional[ProgressCallback]) -> str:
         node = self._node(node_name)
         where = job.platform or "its default platform"
         self._emit(cb, t.name, f"building on node {node.name} ({where})")

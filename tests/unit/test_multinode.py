@@ -235,7 +235,7 @@ def test_driver_failure_stops_the_rest(tmp_path: Any) -> None:
                "later": f.target("later", depends_on=["bad"])}
     with pytest.raises(BakeryError) as ei:
         f.driver(TWO).run(targets, ["bad", "slow", "later"], 1, None)
-    assert ei.value.message.startswith("target bad: docker build exited 3")
+    assert ei.value.message.startswith("target bad (node n0): docker build exited 3"), ei.value.message
     assert "later" not in f.hosts()  # its dependency failed: never started
 
 
