@@ -202,6 +202,9 @@ def _check_output(t: Target, o: Any) -> None:
                                "engine", hint="drop dest; the image lands in the engine (docker save "
                                "it from there)")
         _check_image_attrs(t, shown, attrs)
+        if not _falsy(attrs.get("push")) and not _output_names(o) and not t.tags:
+            raise BakeryError(f"target {t.name}: output {shown}: no image name to push",
+                              hint="set tags, or name=REF on the output")
         return
     if typ == "registry":
         if dest:

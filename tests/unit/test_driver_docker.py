@@ -183,6 +183,9 @@ def test_no_iidfile_with_a_local_or_tar_export() -> None:
 def test_registry_output_needs_a_name() -> None:
     with pytest.raises(BakeryError, match="no image name to push"):
         docker_build_args(Target("t", output=[ExportEntry.from_text("type=registry")]), None, HOST, CWD)
+    with pytest.raises(BakeryError, match="no image name to push"):
+        docker_build_args(Target("t", output=[ExportEntry.from_text("type=image,push=true")]), None,
+                          HOST, CWD)
 
 
 def test_tags_with_local_output_are_not_applied() -> None:
