@@ -25,6 +25,8 @@ from bakery.graph.ops import (
     Exec,
     Export,
     FileOp,
+    GitSource,
+    HttpSource,
     ImageSource,
     LocalSource,
     Merge,
@@ -618,6 +620,67 @@ def test_onbuild_of_base_stage_runs_in_child() -> None:
 
 
 # ---------------------------------------------------------------------------
+# ADD from URLs and git
+
+
+def file_ops(e: Export) -> List[FileOp]:
+    return [op for op in ops(e) if isinstance(op, FileOp)]
+
+
+def test_add_url_is_an_http_source_copied_to_dest() -> None:
+    sum_ = "sha256:" + "ab" * 32
+    e = conv("FROM busybox\nWORKDIR /w\n"
+             f"ADD --checksum={sum_} --chmod=0755 --chown=1:2 https://h.example/d/x.tgz?v=1 sub/\n")
+    (cp,) = file_ops(e)[-1].actions
+    assert isinstance(cp, Copy)
+    assert cp.source.op == HttpSource("https://h.example/d/x.tgz?v=1", filename="x.tgz", checksum=sum_)
+    assert (cp.src, cp.dest, cp.chown, cp.chmod) == (("x.tgz",), "/w/sub/", "1:2", "0755")
+    # remote files are never unpacked, taken as they are, and not read from the context
+    assert not cp.unpack and not cp.follow_symlinks and not cp.allow_wildcard
+    assert e.config.history[-1] == (
+        "ADD --chown=1:2 --chmod=0755 https://h.example/d/x.tgz?v=1 sub/ # buildkit", False)
+    assert not [op for op in ops(e) if isinstance(op, LocalSource)]
+
+
+def test_add_url_without_a_path_is_unnamed_and_unpack_is_honoured() -> None:
+    e = conv("FROM busybox\nADD --unpack=true http://h.example/ /d/\n")
+    (cp,) = file_ops(e)[-1].actions
+    assert isinstance(cp, Copy) and isinstance(cp.source.op, HttpSource)
+    assert cp.source.op.filename == "__unnamed__" and cp.src == ("__unnamed__",)
+    assert cp.unpack
+
+
+def test_add_url_and_local_file_in_one_instruction() -> None:
+    e = conv("FROM busybox\nADD http://h.example/a.txt b.txt /d/\n")
+    a, b = file_ops(e)[-1].actions
+    assert isinstance(a, Copy) and isinstance(a.source.op, HttpSource)
+    assert isinstance(b, Copy) and isinstance(b.source.op, LocalSource)
+    assert b.source.op.include == ("b.txt",)
+
+
+@pytest.mark.parametrize("src,remote,ref,subdir", [
+    ("https://g.example/r.git", "https://g.example/r.git", "", ""),
+    ("https://g.example/r.git#v1.2", "https://g.example/r.git", "v1.2", ""),
+    ("git://127.0.0.1/r#main:docs/x", "git://127.0.0.1/r", "main", "docs/x"),
+    ("git@g.example:o/r.git#dev", "git@g.example:o/r.git", "dev", ""),
+    ("https://g.example/r.git##ref=v2,subdir=/a", "https://g.example/r.git", "v2", "a"),
+])
+def test_add_git_ref(src: str, remote: str, ref: str, subdir: str) -> None:
+    e = conv(f"FROM busybox\nADD --keep-git-dir=true {src} /src\n")
+    (cp,) = file_ops(e)[-1].actions
+    assert isinstance(cp, Copy)
+    assert cp.source.op == GitSource(remote, ref, subdir, keep_git_dir=True)
+    assert (cp.src, cp.dest) == (("/",), "/src")
+
+
+def test_add_git_checksum_is_kept() -> None:
+    e = conv("FROM busybox\nADD --checksum=abcdef1 git://h.example/r#main /src\n")
+    (cp,) = file_ops(e)[-1].actions
+    assert isinstance(cp, Copy) and isinstance(cp.source.op, GitSource)
+    assert cp.source.op.checksum == "abcdef1" and not cp.source.op.keep_git_dir
+
+
+# ---------------------------------------------------------------------------
 # errors
 
 
@@ -652,8 +715,13 @@ def test_onbuild_of_base_stage_runs_in_child() -> None:
     ("FROM busybox\nONBUILD FROM alpine\n", {}, "FROM isn't allowed as an ONBUILD trigger", 2),
     ("FROM base\n", {}, "*instructions.Stage is not a command type", 1),
     ("FROM busybox\nCOPY http://example.com/x /x\n", {}, "source can't be a URL for COPY", 2),
-    ("FROM busybox\nADD https://example.com/x.tgz /x\n", {},
-     "ADD from a URL (https://example.com/x.tgz) is not supported yet", 2),
+    ("FROM busybox\nADD --checksum=sha256:abc https://example.com/x.tgz /x\n", {},
+     "invalid checksum digest length or characters: 'sha256:abc'", 2),
+    ("FROM busybox\nADD --checksum=md5:abc https://example.com/x.tgz /x\n", {},
+     "unsupported digest algorithm: 'md5:abc'", 2),
+    ("FROM busybox\nADD https://example.com/r.git##ref=v1,color=red /x\n", {},
+     "unexpected key 'color' in 'color=red' (supported keys: ref, commit, subdir)", 2),
+    ("FROM busybox\nCOPY git://example.com/r /x\n", {}, "source can't be a git ref for COPY", 2),
     ("FROM busybox\nADD --checksum=sha256:abc a /x\n", {},
      "checksum requires HTTP(S) or Git sources", 2),
     ("FROM busybox\nSTOPSIGNAL SIGNOPE\n", {}, "Invalid signal: SIGNOPE", 2),
