@@ -43,10 +43,12 @@ Deliberate approximations (the operation contract has no place for them):
   by the engine from the ``/etc/passwd`` and ``/etc/group`` of the
   destination, as BuildKit does when it runs the copy.  WORKDIR's mkdir
   gets the stage's USER the same way.
-* Proxy build args (``HTTP_PROXY`` ...) go into ``Exec.env`` (both cases,
-  as BuildKit's executor sets them) without being declared, so unlike in
-  BuildKit they are part of the step's cache key; they are never in the
-  image config or history.
+* Proxy build args (``HTTP_PROXY``, ``HTTPS_PROXY``, ``FTP_PROXY``,
+  ``NO_PROXY``, ``ALL_PROXY``, any case) need no ARG: they go into
+  ``Exec.proxy_env`` (upper and lower case, as BuildKit's executor sets
+  them), which is not part of the key, nor of the image config or history.
+  Declared with ARG they are ordinary args (env, key and history), as in
+  BuildKit.
 * ``MAINTAINER`` sets the image *Author* in BuildKit; ImageConfig has no
   such field, so only the history entry is kept.
 * The image history holds this build's entries only (base images' history
@@ -1281,8 +1283,6 @@ class _Converter:
         raw = Lex(self.escape, raw_quotes=True, skip_unset_env=True)
         name = self.prefix(d, self.cmd_name(raw, custom, masked), cmd.is_onbuild)
         full_env = d.st.env.to_list()
-        have = {e.split("=", 1)[0] for e in full_env}
-        full_env += [e for e in self.proxy_env if e.split("=", 1)[0] not in have]
         network = c.network if c.network != "default" else d.st.network
         op = Exec(
             rootfs=d.st.ref,
@@ -1295,6 +1295,7 @@ class _Converter:
             network=network,
             security=c.security,
             extra_hosts=tuple(self.req.extra_hosts),
+            proxy_env=tuple(self.proxy_env),
             description=name,
             location=self.location(c),
         )

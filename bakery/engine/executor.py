@@ -383,8 +383,10 @@ class Engine:
                     mounts.append(SandboxMount("bind", sock, m.target or "/run/buildkit/ssh_agent.0",
                                                readonly=False))
             fs = stack.enter_context(self.snaps.writable(base.layers))
+            have = {e.split("=", 1)[0] for e in op.env}
+            env = (*op.env, *(e for e in op.proxy_env if e.split("=", 1)[0] not in have))
             spec = RunSpec(
-                rootfs=fs.path, args=op.args, env=op.env, cwd=op.cwd or "/", user=op.user,
+                rootfs=fs.path, args=op.args, env=env, cwd=op.cwd or "/", user=op.user,
                 network="host" if op.network == "host" else "none", mounts=tuple(mounts),
                 extra_hosts=op.extra_hosts, secret_env=secret_env,
             )

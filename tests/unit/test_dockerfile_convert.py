@@ -161,9 +161,9 @@ def test_parse_platform(spec: str, expected: Platform) -> None:
     # an ARG inside a stage is scoped to it (and stages built on it)
     ("FROM busybox AS a\nARG V=1\nFROM busybox\nRUN echo\n", {}, {"V": None}),
     ("FROM busybox AS a\nARG V=1\nFROM a\nRUN echo\n", {}, {"V": "1"}),
-    # proxies need no declaration
-    ("FROM busybox\nRUN echo\n", {"HTTPS_PROXY": "http://p"},
-     {"HTTPS_PROXY": "http://p", "https_proxy": "http://p"}),
+    # a declared proxy arg is an ordinary arg
+    ("FROM busybox\nARG HTTPS_PROXY\nRUN echo\n", {"HTTPS_PROXY": "http://p"},
+     {"HTTPS_PROXY": "http://p", "https_proxy": None}),
 ])
 def test_arg_scoping(dockerfile: str, build_args: Dict[str, str],
                      expected: Dict[str, Optional[str]]) -> None:
@@ -172,12 +172,32 @@ def test_arg_scoping(dockerfile: str, build_args: Dict[str, str],
         assert env.get(key) == value, key
 
 
+@pytest.mark.parametrize("build_args,expected", [
+    ({"HTTPS_PROXY": "http://p"}, ("HTTPS_PROXY=http://p", "https_proxy=http://p")),
+    ({"http_proxy": "http://a", "NO_PROXY": "localhost", "ftp_proxy": "f", "ALL_PROXY": "s"},
+     ("HTTP_PROXY=http://a", "http_proxy=http://a", "FTP_PROXY=f", "ftp_proxy=f",
+      "NO_PROXY=localhost", "no_proxy=localhost", "ALL_PROXY=s", "all_proxy=s")),
+    ({"HTTP_PROXY": ""}, ()),
+    ({"OTHER_PROXY": "x"}, ()),
+])
+def test_proxy_args_need_no_declaration_and_stay_out_of_keys(build_args: Dict[str, str],
+                                                             expected: Tuple[str, ...]) -> None:
+    from bakery.graph.keys import op_key
+
+    plain = conv("FROM busybox\nRUN echo\n")
+    e = conv("FROM busybox\nRUN echo\n", build_args=build_args)
+    assert last_exec(e).proxy_env == expected
+    assert last_exec(e).env == last_exec(plain).env  # not in the env the key covers
+    assert op_key(last_exec(e), None) == op_key(last_exec(plain), None)
+    assert e.config == plain.config  # nor in the image config or its history
+
+
 def test_arg_values_not_in_image_config_but_in_history() -> None:
     e = conv("FROM busybox\nARG V=1\nENV E=2\nRUN echo $V\n",
              build_args={"HTTP_PROXY": "http://proxy"})
     assert e.config.env == (PATH, "E=2")
-    assert last_exec(e).env == (PATH, "V=1", "E=2", "HTTP_PROXY=http://proxy",
-                                "http_proxy=http://proxy")
+    assert last_exec(e).env == (PATH, "V=1", "E=2")
+    assert last_exec(e).proxy_env == ("HTTP_PROXY=http://proxy", "http_proxy=http://proxy")
     assert e.config.history == (
         ("ARG V=1", True),
         ("ENV E=2", True),
