@@ -35,14 +35,15 @@ Behaviour re-implemented from BuildKit (not copied), in its order:
 
 Deliberate approximations (the operation contract has no place for them):
 
-* ``ADD <url>`` and git sources are rejected ("not supported yet");
-  ``ADD --checksum`` is therefore always an error (BuildKit only accepts it
-  for URLs and git).
+* ``ADD <url>`` gives an ``HttpSource`` and ``ADD <git ref>`` a
+  ``GitSource`` (see bakery.dockerfile.gitref); what they fetch is only
+  known when the engine runs them, which pins the steps after them to it.
 * ``--chown`` is resolved to ``uid:gid`` only when numeric (``1000`` ->
   ``1000:1000``); user and group *names* are kept as written and resolved
   by the engine from the ``/etc/passwd`` and ``/etc/group`` of the
-  destination, as BuildKit does when it runs the copy.  WORKDIR's mkdir
-  gets the stage's USER the same way.
+  destination, as BuildKit does when it runs the copy
+  (bakery.engine.fileops.parse_chown).  WORKDIR's mkdir gets the stage's
+  USER the same way.
 * Proxy build args (``HTTP_PROXY``, ``HTTPS_PROXY``, ``FTP_PROXY``,
   ``NO_PROXY``, ``ALL_PROXY``, any case) need no ARG: they go into
   ``Exec.proxy_env`` (upper and lower case, as BuildKit's executor sets

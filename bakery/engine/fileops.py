@@ -18,6 +18,8 @@ directory holding the source files):
   looked up in the destination's /etc/passwd and /etc/group
   (:func:`parse_chown`);
 * ``--chmod`` (octal or symbolic) applies to everything copied;
+* ``unpack`` (ADD of a local file): a tar archive, plain or compressed,
+  is extracted into ``dest`` instead (:func:`_unpack`);
 * ``include``/``exclude`` patterns (``--exclude``, ``.dockerignore``) filter
   what a directory copy takes.
 
@@ -34,14 +36,18 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import lzma
 import os
 import posixpath
 import re
 import shutil
 import stat
-from typing import Dict, List, Optional, Sequence, Tuple
+import tarfile
+import zlib
+from typing import IO, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from bakery.dockerfile.dockerignore import IgnoreMatcher
+from bakery.engine import layers
 from bakery.engine.sandbox.common import secure_join
 from bakery.errors import BakeryError
 from bakery.graph.ops import Copy, FileAction, Mkdir, Mkfile, Rm, Symlink
@@ -226,6 +232,8 @@ def copy(action: Copy, src_root: str, root: str, keep_owner: bool,
         if action.follow_symlinks and os.path.islink(src_path):
             src_path = resolve_in_root(src_root, rel)
         st = os.lstat(src_path)
+        if action.unpack and stat.S_ISREG(st.st_mode) and _unpack(src_path, root, dest, owner):
+            continue
         if stat.S_ISDIR(st.st_mode) and action.dir_contents_only:
             target_dir = posixpath.join(dest, rel) if action.parents and rel else dest
             tdir = _ensure_dir(root, target_dir, owner)
@@ -242,6 +250,60 @@ def copy(action: Copy, src_root: str, root: str, keep_owner: bool,
         parent = _ensure_dir(root, posixpath.dirname(target) or "/", owner)
         out = os.path.join(parent, posixpath.basename(target))
         _copy_one(src_path, out, st, action, owner, keep_owner)
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+@contextlib.contextmanager
+def _archive_stream(path: str) -> Iterator[Optional[IO[bytes]]]:
+    """The uncompressed stream of ``path`` when it is a tar archive (plain,
+    gzip, bzip2, xz, or zstd when the zstandard module is there), else None:
+    BuildKit's isArchivePath (a first tar header must read)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        fh.seek(0)
+        stream: Optional[IO[bytes]] = None
+        if head == _ZSTD_MAGIC:
+            try:
+                import zstandard  # type: ignore[import-not-found,unused-ignore]
+            except ImportError:
+                yield None
+                return
+            stream = zstandard.ZstdDecompressor().stream_reader(fh)
+        try:
+            with tarfile.open(fileobj=stream or fh, mode="r|*" if stream else "r:*") as tf:
+                ok = tf.next() is not None
+        except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, lzma.LZMAError):
+            ok = False
+        if not ok:
+            yield None
+            return
+        fh.seek(0)
+        if head == _ZSTD_MAGIC:
+            import zstandard  # type: ignore[import-not-found,unused-ignore]
+
+            with zstandard.ZstdDecompressor().stream_reader(fh) as z:
+                yield z
+        else:
+            yield fh
+
+
+def _unpack(src_path: str, root: str, dest: str, owner: Optional[Tuple[int, int]]) -> bool:
+    """ADD's auto-extraction: a local tar archive (compressed or not) is
+    extracted into the directory ``dest`` (made, as BuildKit's mkdirp, with
+    the chown owner); the members keep the archive's modes, owners and
+    times (``--chown`` does not apply to them, as in BuildKit).  False when
+    ``src_path`` is not an archive: it is then copied as a file."""
+    with _archive_stream(src_path) as stream:
+        if stream is None:
+            return False
+        tdir = _ensure_dir(root, dest, owner)
+        try:
+            layers.apply_layer(stream, tdir)
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as e:
+            raise BakeryError(f"failed to extract {posixpath.basename(src_path)}: {e}") from None
+    return True
 
 
 def _ignored(ignore: IgnoreMatcher, rel: str, src_root: str) -> bool:

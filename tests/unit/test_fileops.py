@@ -215,3 +215,62 @@ def test_copy_and_mkdir_chown_by_name(ctx, named_root) -> None:  # type: ignore[
     for d in ("home", "home/alice", "home/alice/w"):  # BuildKit: every made parent too
         st = os.stat(named_root / d)
         assert (st.st_uid, st.st_gid) == (1000, 1001), d
+
+
+# -- ADD's auto-extraction of local archives (compared with Docker 20.10's BuildKit in
+#    tests/integration/test_buildkit_compat.py, case add-archives)
+
+
+def _archive(path, mode: str) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import tarfile
+
+    with tarfile.open(path, mode) as tf:
+        for name, data, fmode, uid in (("top", None, 0o750, 0), ("top/a.txt", b"a", 0o640, 7),
+                                       ("top/run", b"#!", 0o755, 1001)):
+            ti = tarfile.TarInfo(name)
+            ti.mode, ti.uid, ti.gid, ti.mtime = fmode, uid, uid, 1_600_000_000
+            if data is None:
+                ti.type = tarfile.DIRTYPE
+                tf.addfile(ti)
+            else:
+                ti.size = len(data)
+                tf.addfile(ti, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("name,mode", [("p.tar", "w"), ("p.tar.gz", "w:gz"), ("p.tbz", "w:bz2"),
+                                       ("odd-name", "w:xz")])
+def test_add_unpacks_archives(ctx, root, name, mode) -> None:  # type: ignore[no-untyped-def]
+    _archive(ctx / name, mode)
+    (ctx / "notatar.gz").write_text("plain text")
+    cp = Copy(source=CTX, src=(name, "notatar.gz"), dest="/x/", chown="1000:1000", unpack=True)
+    apply_actions([cp], str(root), {id(cp): (str(ctx), False, None)})
+    assert files(root / "x") == {"top/a.txt": "a", "top/run": "#!", "notatar.gz": "plain text"}
+    assert os.stat(root / "x" / "top").st_mode & 0o7777 == 0o750
+    st = os.stat(root / "x" / "top" / "a.txt")
+    assert st.st_mode & 0o7777 == 0o640 and int(st.st_mtime) == 1_600_000_000
+    if os.geteuid() == 0:  # members keep the archive's owners; --chown is for the rest
+        assert (st.st_uid, st.st_gid) == (7, 7)
+        assert os.stat(root / "x" / "notatar.gz").st_uid == 1000
+        assert os.stat(root / "x").st_uid == 1000
+
+
+def test_copy_and_unpack_false_keep_archives_whole(ctx, root) -> None:  # type: ignore[no-untyped-def]
+    _archive(ctx / "p.tar", "w")
+    cp = Copy(source=CTX, src=("p.tar",), dest="/packed", unpack=False)
+    apply_actions([cp], str(root), {id(cp): (str(ctx), False, None)})
+    assert os.path.isfile(root / "packed")
+
+
+def test_unpack_refuses_entries_leaving_the_destination(ctx, root) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import tarfile
+
+    with tarfile.open(ctx / "evil.tar", "w") as tf:
+        ti = tarfile.TarInfo("../../escape")
+        ti.size = 1
+        tf.addfile(ti, io.BytesIO(b"x"))
+    cp = Copy(source=CTX, src=("evil.tar",), dest="/x/", unpack=True)
+    with pytest.raises(BakeryError, match="leaves the root"):
+        apply_actions([cp], str(root), {id(cp): (str(ctx), False, None)})
+    assert not (root.parent / "escape").exists()
