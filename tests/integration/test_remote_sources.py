@@ -282,3 +282,18 @@ def test_add_git_unreachable_and_unknown_ref(tmp_path, repo, root_only) -> None:
     r = bakery(cwd, str(tmp_path / "cache"))
     assert r.returncode == 1, r.stderr
     assert "ref 'nope' not found on the remote" in r.stderr
+
+
+def test_add_git_checksum_pins_the_commit(tmp_path, repo, root_only) -> None:  # type: ignore[no-untyped-def]
+    first = repo["first"]
+    cwd = project(tmp_path, f"FROM scratch\nADD --checksum={first} {repo['url']}#v1 /src\n")
+    r = bakery(cwd, str(tmp_path / "cache"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(os.listdir(os.path.join(cwd, "out", "src"))) == ["README", "docs", "run.sh"]
+
+    wrong = "0" * 40
+    cwd = project(tmp_path, f"FROM scratch\nADD --checksum={wrong} {repo['url']}#v1 /src\n")
+    r = bakery(cwd, str(tmp_path / "cache"))
+    assert r.returncode == 1, r.stderr
+    assert f"expected checksum to match {wrong}, got {first}" in r.stderr
+    assert "Dockerfile:2" in r.stderr
