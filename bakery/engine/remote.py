@@ -32,12 +32,12 @@ from __future__ import annotations
 import email.message
 import email.utils
 import hashlib
+import http.client
 import json
 import os
 import posixpath
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import urllib.error
@@ -152,7 +152,7 @@ def fetch_http(src: HttpSource, dest_dir: str, timeout: float = _TIMEOUT) -> Htt
     except urllib.error.HTTPError as e:
         raise BakeryError(f"failed to fetch {url}: invalid response status {e.code}",
                           hint="check the URL") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
         raise BakeryError(
             f"failed to fetch {url}: {reason}",
@@ -175,13 +175,17 @@ def fetch_http(src: HttpSource, dest_dir: str, timeout: float = _TIMEOUT) -> Htt
                 while True:
                     try:
                         chunk = resp.read(_CHUNK)
-                    except (OSError, socket.timeout) as e:
-                        raise BakeryError(f"failed to fetch {url}: {e}") from None
+                    except (OSError, http.client.HTTPException) as e:
+                        raise BakeryError(f"failed to fetch {url}: {e!r}") from None
                     if not chunk:
                         break
                     h.update(chunk)
                     fh.write(chunk)
                     size += len(chunk)
+            expected = resp.headers.get("Content-Length", "")
+            if expected.isdigit() and int(expected) != size:
+                raise BakeryError(f"failed to fetch {url}: the connection closed after {size} "
+                                  f"of {expected} bytes", hint="try again")
         except BaseException:
             os.unlink(out)
             raise

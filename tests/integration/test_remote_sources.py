@@ -45,11 +45,14 @@ def http_server(files: Files) -> Iterator[str]:
                 return
             body, headers = hit
             self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
+            # "X-Truncate": announce more than is sent, then hang up
+            self.send_header("Content-Length", str(len(body) + (100 if "X-Truncate" in headers else 0)))
             for k, v in headers.items():
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
+            if "X-Truncate" in headers:
+                self.close_connection = True
 
         def log_message(self, *args: object) -> None:
             pass
@@ -297,3 +300,25 @@ def test_add_git_checksum_pins_the_commit(tmp_path, repo, root_only) -> None:  #
     assert r.returncode == 1, r.stderr
     assert f"expected checksum to match {wrong}, got {first}" in r.stderr
     assert "Dockerfile:2" in r.stderr
+
+
+def test_fetch_http_directly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The engine's fetch alone: Content-Disposition when the op names no file,
+    a truncated body is an error and leaves no file behind."""
+    from bakery.engine.remote import fetch_http
+    from bakery.errors import BakeryError
+    from bakery.graph.ops import HttpSource
+
+    files = Files()
+    files.files["/dl"] = (b"payload", {"Content-Disposition": 'attachment; filename="named.bin"'})
+    files.files["/cut"] = (b"partial", {"X-Truncate": "1"})
+    with http_server(files) as base:
+        out = tmp_path / "o"
+        out.mkdir()
+        res = fetch_http(HttpSource(f"{base}/dl", perm=0o640), str(out))
+        assert res.filename == "named.bin" and res.size == 7
+        assert res.digest == "sha256:" + hashlib.sha256(b"payload").hexdigest()
+        assert os.stat(out / "named.bin").st_mode & 0o777 == 0o640
+        with pytest.raises(BakeryError, match=f"failed to fetch {base}/cut: the connection closed after 7 of 107 bytes"):
+            fetch_http(HttpSource(f"{base}/cut", "cut"), str(out))
+        assert sorted(os.listdir(out)) == ["named.bin"]
