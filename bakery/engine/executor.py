@@ -289,7 +289,7 @@ class Engine:
                     res = remote.fetch_http(op, fs.path)
                     pin = remote.http_pin(op, res) if not op.checksum else ""
                 else:
-                    commit = remote.git_resolve(op)
+                    ref, commit = remote.git_resolve(op)
                     pin = remote.git_pin(key, commit)
                     if use_cache:
                         hit = self.load(pin)
@@ -297,7 +297,7 @@ class Engine:
                             return dataclasses.replace(hit, pin=pin)
                     tmp = self.store.tmpdir("git-")
                     try:
-                        remote.git_fetch(op, commit, fs.path, work_parent=tmp)
+                        remote.git_fetch(op, ref, commit, fs.path, work_parent=tmp)
                     finally:
                         shutil.rmtree(tmp, ignore_errors=True)
                 layer = fs.commit()

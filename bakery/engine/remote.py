@@ -14,10 +14,11 @@ HTTP (BuildKit's source/http):
   under: the digest of the content, the file name, mode, owner and
   Last-Modified, as BuildKit's ``formatCacheKey``.
 
-Git (BuildKit's source/git): ``git ls-remote`` resolves the ref to a commit
-(:func:`git_resolve`), ``git fetch --depth=1`` of that commit and a checkout
-fill the directory (:func:`git_fetch`); ``.git`` is removed unless
-``keep_git_dir``; a ``subdir`` becomes the root.
+Git (BuildKit's source/git): ``git ls-remote`` resolves the ref (the
+default branch when there is none) to a commit (:func:`git_resolve`); a
+shallow fetch, a checkout and ``git submodule update --init --recursive
+--depth=1`` fill the directory (:func:`git_fetch`); ``.git`` is left out
+unless ``keep_git_dir`` (and no subdir); a ``subdir`` becomes the root.
 
 Every failure is a :class:`BakeryError` that names the URL.
 
@@ -29,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import email.message
 import email.utils
 import hashlib
@@ -232,24 +234,32 @@ def _git(args: Sequence[str], cwd: Optional[str], what: str, timeout: float = 60
     return r.stdout
 
 
-def git_resolve(src: GitSource) -> str:
-    """The commit ``src.ref`` names on the remote (``git ls-remote``); a
-    full commit hash is used as is."""
+def git_resolve(src: GitSource) -> Tuple[str, str]:
+    """(ref, commit): the commit ``src.ref`` names on the remote (``git
+    ls-remote``); without a ref, the remote's default branch (``ls-remote
+    --symref HEAD``, as BuildKit); a full commit hash is used as is."""
     what = f"failed to fetch {_redact(src.remote)}"
     ref = src.ref
     if _SHA.match(ref):
         commit = ref
     else:
-        out = _git(["ls-remote", src.remote, *( [ref, f"{ref}^{{}}"] if ref else ["HEAD"])],
-                   None, what, timeout=120.0)
+        args = ["ls-remote", "--symref", src.remote, "HEAD"] if not ref else \
+            ["ls-remote", src.remote, ref, f"{ref}^{{}}"]
+        out = _git(args, None, what, timeout=120.0)
         refs: List[Tuple[str, str]] = []
         for line in out.splitlines():
             sha, _, name = line.partition("\t")
-            if sha and name:
+            if sha.startswith("ref: ") and name.strip() == "HEAD":
+                target = sha[len("ref: "):].strip()
+                ref = target[len("refs/heads/"):] if target.startswith("refs/heads/") else target
+            elif sha and name:
                 refs.append((sha.strip(), name.strip()))
         commit = ""
-        if not ref:
+        if not src.ref:
             commit = next((s for s, n in refs if n == "HEAD"), "")
+            if not ref:
+                raise BakeryError(f"{what}: could not find the default branch of the repository",
+                                  hint="name a branch, a tag or a commit after '#'")
         else:
             # a peeled tag (^{}) names the commit; branches before tags, as git does
             for cand in (f"refs/heads/{ref}", f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", ref,
@@ -264,7 +274,7 @@ def git_resolve(src: GitSource) -> str:
                               hint="name a branch, a tag or a full commit hash")
     if src.checksum and not commit.startswith(src.checksum):
         raise BakeryError(f"{what}: expected checksum to match {src.checksum}, got {commit}")
-    return commit
+    return ref, commit
 
 
 def git_pin(src_key: str, commit: str) -> str:
@@ -272,39 +282,53 @@ def git_pin(src_key: str, commit: str) -> str:
     return "sha256:" + hashlib.sha256(f"bakery-git-v1\n{src_key}\n{commit}".encode()).hexdigest()
 
 
-def git_fetch(src: GitSource, commit: str, dest_dir: str, work_parent: Optional[str] = None) -> str:
-    """Check ``commit`` (resolved from ``src.ref``) of ``src.remote`` out
-    into the empty ``dest_dir``; returns the full commit hash."""
+def git_fetch(src: GitSource, ref: str, commit: str, dest_dir: str,
+              work_parent: Optional[str] = None) -> str:
+    """Check ``commit`` (what ``ref`` resolved to, see :func:`git_resolve`)
+    of ``src.remote`` out into the empty ``dest_dir``, submodules included
+    (``submodule update --init --recursive --depth=1``, as BuildKit); returns
+    the full commit hash.  With ``keep_git_dir`` (and no subdir) the
+    checkout keeps a shallow ``.git`` whose origin is the remote (without
+    credentials), with the ref as a local ref and no reflog or FETCH_HEAD."""
     what = f"failed to fetch {_redact(src.remote)}"
     work = tempfile.mkdtemp(prefix="bakery-git-", dir=work_parent)
+    keep = src.keep_git_dir and not src.subdir.strip("/")
     try:
-        _git(["init", "-q", work], None, what)
+        _git(["-c", "init.defaultBranch=master", "init", "-q", work], None, what)
         _git(["remote", "add", "origin", src.remote], work, what)
-        by_name = bool(src.ref) and not re.fullmatch(r"[0-9a-f]{7,64}", src.ref)
-        want = src.ref if by_name else (commit if len(commit) >= 40 else "")
-        if not src.ref:
-            want = "HEAD"
-        if want:
-            _git(["fetch", "-q", "--depth=1", "--no-tags", "origin", want], work, what)
+        by_name = not re.fullmatch(r"[0-9a-f]{7,64}", ref)
+        if by_name:
+            spec = f"{ref}:{ref}" if keep else ref
+            _git(["fetch", "-q", "-u", "--depth=1", "--no-tags", "origin", spec], work, what)
+            full = _git(["rev-parse", "--verify", "FETCH_HEAD^{commit}"], work, what).strip()
+        elif len(commit) >= 40:
+            _git(["fetch", "-q", "--depth=1", "--no-tags", "origin", commit], work, what)
             full = _git(["rev-parse", "--verify", "FETCH_HEAD^{commit}"], work, what).strip()
         else:  # an abbreviated hash cannot be fetched by name: fetch the branches
             _git(["fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"], work, what)
             full = _git(["rev-parse", "--verify", f"{commit}^{{commit}}"], work, what).strip()
         if not full.startswith(commit):
-            raise BakeryError(f"{what}: {src.ref or 'HEAD'} moved to {full[:12]} while fetching "
+            raise BakeryError(f"{what}: {ref} moved to {full[:12]} while fetching "
                               f"(resolved {commit[:12]})", hint="run the build again")
         old = os.umask(0o022)
         try:
             _git(["-c", "advice.detachedHead=false", "checkout", "-q", full], work, what)
+            _git(["-c", "protocol.file.allow=never", "submodule", "update", "--init", "--recursive",
+                  "--depth=1"], work, f"failed to update submodules for {_redact(src.remote)}")
         finally:
             os.umask(old)
+        if keep:
+            _git(["remote", "set-url", "origin", _redact(src.remote)], work, what)
+            _git(["reflog", "expire", "--all", "--expire=now"], work, what)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(work, ".git", "FETCH_HEAD"))
         root = work
-        if src.subdir:
+        if src.subdir.strip("/"):
             root = os.path.realpath(os.path.join(work, src.subdir.strip("/")))
             if not (root == work or root.startswith(work + os.sep)) or not os.path.isdir(root):
                 raise BakeryError(f"{what}: subdirectory {src.subdir!r} not found at {full[:12]}")
         for name in sorted(os.listdir(root)):
-            if name == ".git" and not (src.keep_git_dir and root == work):
+            if name == ".git" and not (keep and root == work):
                 continue
             shutil.move(os.path.join(root, name), os.path.join(dest_dir, name))
         return full

@@ -238,7 +238,8 @@ def repo(tmp_path):  # type: ignore[no-untyped-def]
     served.mkdir()
     git(str(served), "clone", "-q", "--bare", w, "r.git")
     with git_daemon(str(served)) as url:
-        yield {"url": f"{url}/r.git", "work": w, "bare": str(served / "r.git"), "first": first}
+        yield {"url": f"{url}/r.git", "work": w, "bare": str(served / "r.git"), "first": first,
+               "served": str(served), "base": url}
 
 
 def test_add_git_refs_subdirs_and_keep_git_dir(tmp_path, repo, root_only) -> None:  # type: ignore[no-untyped-def]
@@ -322,3 +323,35 @@ def test_fetch_http_directly(tmp_path) -> None:  # type: ignore[no-untyped-def]
         with pytest.raises(BakeryError, match=f"failed to fetch {base}/cut: the connection closed after 7 of 107 bytes"):
             fetch_http(HttpSource(f"{base}/cut", "cut"), str(out))
         assert sorted(os.listdir(out)) == ["named.bin"]
+
+
+def test_add_git_fetches_submodules_and_keeps_a_clean_git_dir(tmp_path, repo, root_only) -> None:  # type: ignore[no-untyped-def]
+    # a second repository, served by the same daemon, as a submodule of the first
+    sub = tmp_path / "subwork"
+    sub.mkdir()
+    git(str(sub), "init", "-q", "-b", "main")
+    (sub / "lib.txt").write_text("from the submodule\n")
+    git(str(sub), "add", ".")
+    git(str(sub), "commit", "-q", "-m", "sub")
+    git(repo["served"], "clone", "-q", "--bare", str(sub), "sub.git")
+    git(repo["work"], "submodule", "add", "-q", f"{repo['base']}/sub.git", "vendor/sub")
+    git(repo["work"], "commit", "-q", "-m", "with a submodule")
+    git(repo["work"], "push", "-q", repo["bare"], "main")
+
+    cwd = project(tmp_path, f"""FROM scratch
+ADD {repo['url']}#main /src
+ADD --keep-git-dir=true {repo['url']} /kept
+""")
+    r = bakery(cwd, str(tmp_path / "cache"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = os.path.join(cwd, "out")
+    with open(os.path.join(out, "src", "vendor", "sub", "lib.txt")) as fh:
+        assert fh.read() == "from the submodule\n"
+    assert ".git" not in os.listdir(os.path.join(out, "src"))
+    kept = os.path.join(out, "kept")
+    assert os.path.exists(os.path.join(kept, "vendor", "sub", "lib.txt"))
+    assert not os.path.exists(os.path.join(kept, ".git", "FETCH_HEAD"))
+    # the kept .git works: its origin is the remote, the default branch is a local ref
+    assert git(kept, "remote", "get-url", "origin") == repo["url"]
+    head = git(repo["work"], "rev-parse", "HEAD")
+    assert git(kept, "rev-parse", "HEAD") == head == git(kept, "rev-parse", "refs/heads/main")
