@@ -286,7 +286,14 @@ class Engine:
         try:
             with self.snaps.writable(()) as fs:
                 if isinstance(op, HttpSource):
-                    res = remote.fetch_http(op, fs.path)
+                    # an unpinned URL fetched before with an ETag: ask if it changed
+                    meta = remote.http_meta_key(key)
+                    last = self.store.get_record(meta) if use_cache and not op.checksum else None
+                    seen = (last or {}).get("config") or {}
+                    etag = str(seen.get("etag") or "") if seen.get("pin") else ""
+                    res = remote.fetch_http(op, fs.path, etag=etag)
+                    if res.not_modified and last is not None:
+                        return State(tuple(last.get("layers", ())), pin=str(seen["pin"]), cached=True)
                     pin = remote.http_pin(op, res) if not op.checksum else ""
                 else:
                     ref, commit = remote.git_resolve(op)
@@ -301,9 +308,14 @@ class Engine:
                     finally:
                         shutil.rmtree(tmp, ignore_errors=True)
                 layer = fs.commit()
+                layers = tuple(self.snaps.chain((), layer))
+                if isinstance(op, HttpSource) and pin and res.etag:
+                    self.store.put_record(meta, {"layers": list(layers),
+                                                 "config": {"etag": res.etag, "pin": pin}},
+                                          blobs=list(layers))
         except BakeryError as e:
             raise BakeryError(e.message + where, hint=e.hint) from None
-        return State(tuple(self.snaps.chain((), layer)), pin=pin)
+        return State(layers, pin=pin)
 
     @contextlib.contextmanager
     def _source_dir(self, state: State) -> Any:

@@ -59,6 +59,7 @@ __all__ = [
     "git_pin",
     "git_resolve",
     "http_filename",
+    "http_meta_key",
     "http_pin",
     "last_modified",
     "safe_filename",
@@ -74,6 +75,13 @@ class HttpResult:
     filename: str
     last_modified: str  # the Last-Modified header as sent ("" without one)
     size: int
+    etag: str = ""  # the response's ETag ("" without one)
+    not_modified: bool = False  # 304 to our If-None-Match: nothing was written
+
+
+def http_meta_key(src_key: str) -> str:
+    """Where the engine keeps the ETag and pin of a URL's last fetch."""
+    return "sha256:" + hashlib.sha256(f"bakery-http-etag-v1\n{src_key}".encode()).hexdigest()
 
 
 def safe_filename(name: str) -> str:
@@ -138,8 +146,10 @@ def _redact(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, "xxxxx@" + host, parts.path, parts.query, parts.fragment))
 
 
-def fetch_http(src: HttpSource, dest_dir: str, timeout: float = _TIMEOUT) -> HttpResult:
-    """GET ``src.url`` into ``dest_dir/<name>``; verify the checksum."""
+def fetch_http(src: HttpSource, dest_dir: str, timeout: float = _TIMEOUT, etag: str = "") -> HttpResult:
+    """GET ``src.url`` into ``dest_dir/<name>``; verify the checksum.  With
+    the ``etag`` of an earlier fetch the request is conditional
+    (If-None-Match, as BuildKit's): a 304 gives ``not_modified``."""
     url = _redact(src.url)
     alg = "sha256"
     want = ""
@@ -148,10 +158,16 @@ def fetch_http(src: HttpSource, dest_dir: str, timeout: float = _TIMEOUT) -> Htt
             alg, want = parse_checksum(src.checksum)
         except ValueError as e:
             raise BakeryError(f"{url}: {e}") from None
-    req = urllib.request.Request(src.url, headers={"User-Agent": f"bakery/{__version__}"})
+    headers = {"User-Agent": f"bakery/{__version__}"}
+    if etag:
+        headers["If-None-Match"] = etag
+    req = urllib.request.Request(src.url, headers=headers)
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as e:
+        if e.code == 304 and etag:
+            e.close()
+            return HttpResult("", "", "", 0, etag=etag, not_modified=True)
         raise BakeryError(f"failed to fetch {url}: invalid response status {e.code}",
                           hint="check the URL") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
@@ -204,7 +220,7 @@ def fetch_http(src: HttpSource, dest_dir: str, timeout: float = _TIMEOUT) -> Htt
     mtime = last_modified(lm)
     t = mtime if mtime is not None else 0.0
     os.utime(out, (t, t))
-    return HttpResult(digest, name, lm, size)
+    return HttpResult(digest, name, lm, size, etag=resp.headers.get("ETag", "") or "")
 
 
 # -- git ---------------------------------------------------------------------

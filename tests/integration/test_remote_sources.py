@@ -32,6 +32,7 @@ class Files:
     def __init__(self) -> None:
         self.files: Dict[str, Tuple[bytes, Dict[str, str]]] = {}
         self.requests: List[str] = []
+        self.conditional: List[str] = []  # the If-None-Match of each request
 
 
 @contextlib.contextmanager
@@ -44,6 +45,12 @@ def http_server(files: Files) -> Iterator[str]:
                 self.send_error(404)
                 return
             body, headers = hit
+            files.conditional.append(self.headers.get("If-None-Match", ""))
+            if headers.get("ETag") and self.headers.get("If-None-Match") == headers["ETag"]:
+                self.send_response(304)
+                self.send_header("ETag", headers["ETag"])
+                self.end_headers()
+                return
             self.send_response(200)
             # "X-Truncate": announce more than is sent, then hang up
             self.send_header("Content-Length", str(len(body) + (100 if "X-Truncate" in headers else 0)))
@@ -355,3 +362,21 @@ ADD --keep-git-dir=true {repo['url']} /kept
     assert git(kept, "remote", "get-url", "origin") == repo["url"]
     head = git(repo["work"], "rev-parse", "HEAD")
     assert git(kept, "rev-parse", "HEAD") == head == git(kept, "rev-parse", "refs/heads/main")
+
+
+def test_add_url_with_an_etag_is_a_conditional_request(tmp_path, root_only) -> None:  # type: ignore[no-untyped-def]
+    files = Files()
+    files.files["/e.txt"] = (b"tagged 1\n", {"ETag": '"v1"'})
+    with http_server(files) as base:
+        cwd = project(tmp_path, f"FROM scratch\nADD {base}/e.txt /e.txt\n")
+        cache = str(tmp_path / "cache")
+        assert bakery(cwd, cache).returncode == 0
+        again = bakery(cwd, cache)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert steps_run(again) == 0  # 304 Not Modified: nothing is fetched or copied
+        assert files.conditional == ["", '"v1"']
+        files.files["/e.txt"] = (b"tagged 2\n", {"ETag": '"v2"'})
+        third = bakery(cwd, cache)
+        assert third.returncode == 0 and steps_run(third) == 2
+        with open(os.path.join(cwd, "out", "e.txt"), "rb") as fh:
+            assert fh.read() == b"tagged 2\n"

@@ -109,19 +109,27 @@ def test_http_pin_depends_on_content_name_mode_and_date() -> None:
 
 
 class FakeWeb:
-    """Replaces remote.fetch_http: serves ``content`` and counts fetches."""
+    """Replaces remote.fetch_http: serves ``content`` and counts fetches;
+    with ``etags`` it sends ETags and answers If-None-Match with 304."""
 
-    def __init__(self) -> None:
+    def __init__(self, etags: bool = False) -> None:
         self.content: Dict[str, bytes] = {}
         self.fetches: List[str] = []
+        self.not_modified = 0
+        self.etags = etags
 
-    def fetch(self, src: HttpSource, dest_dir: str, timeout: float = 0) -> remote.HttpResult:
+    def fetch(self, src: HttpSource, dest_dir: str, timeout: float = 0, etag: str = "") -> remote.HttpResult:
         self.fetches.append(src.url)
         data = self.content[src.url]
+        tag = f'"{hashlib.md5(data).hexdigest()}"' if self.etags else ""
+        if etag and etag == tag:
+            self.not_modified += 1
+            return remote.HttpResult("", "", "", 0, etag=etag, not_modified=True)
         with open(os.path.join(dest_dir, src.filename), "wb") as fh:
             fh.write(data)
         os.chmod(os.path.join(dest_dir, src.filename), 0o600)
-        return remote.HttpResult("sha256:" + hashlib.sha256(data).hexdigest(), src.filename, "", len(data))
+        return remote.HttpResult("sha256:" + hashlib.sha256(data).hexdigest(), src.filename, "",
+                                 len(data), etag=tag)
 
 
 def _graph(*leaves: Any) -> tuple:
@@ -181,3 +189,33 @@ def test_a_checksummed_url_is_cached_by_its_key(tmp_path, monkeypatch) -> None: 
     for _ in range(2):
         Engine(store, sandbox=None, snapshotter=Snapshotter(store, "copy")).run(ops, deps, [root])
     assert web.fetches == ["http://h/a"]  # the second run trusts the record
+
+
+def test_an_unchanged_etag_is_not_fetched_again(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    web = FakeWeb(etags=True)
+    monkeypatch.setattr(remote, "fetch_http", web.fetch)
+    web.content["http://h/a"] = b"one"
+    src = HttpSource("http://h/a", "a")
+    copy = FileOp(Ref(ScratchSource()), (Copy(Ref(src), ("a",), "/x", dir_contents_only=False),))
+    ops, deps, (root,) = _graph(copy)
+    store = Store(str(tmp_path / "store"))
+
+    def run() -> Engine:
+        e = Engine(store, sandbox=None, snapshotter=Snapshotter(store, "copy"))
+        states = e.run(ops, deps, [root])
+        d = str(tmp_path / "out")
+        e.snaps.materialize(states[root].layers, d)
+        with open(os.path.join(d, "x"), "rb") as fh:
+            assert fh.read() == web.content["http://h/a"]
+        shutil.rmtree(d)
+        return e
+
+    assert set(run().executed) == {op_key(src, None), root, op_key(ScratchSource(), None)}
+    assert run().executed == {} and web.not_modified == 1  # 304: nothing runs
+    web.content["http://h/a"] = b"two"  # a new ETag: fetched, and the copy runs again
+    assert set(run().executed) == {op_key(src, None), root}
+    assert run().executed == {} and web.not_modified == 2
+    # --no-cache asks unconditionally
+    e = Engine(store, sandbox=None, snapshotter=Snapshotter(store, "copy"), no_cache=True)
+    e.run(ops, deps, [root])
+    assert web.not_modified == 2 and len(web.fetches) == 5
