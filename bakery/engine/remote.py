@@ -13,6 +13,9 @@ HTTP (BuildKit's source/http):
 * :func:`http_pin` is the key the steps after an unpinned URL are cached
   under: the digest of the content, the file name, mode, owner and
   Last-Modified, as BuildKit's ``formatCacheKey``.
+* a URL fetched before with an ETag is asked again with If-None-Match; a
+  304 means the last fetch (its layer and pin, kept by the engine under
+  :func:`http_meta_key`) still holds.
 
 Git (BuildKit's source/git): ``git ls-remote`` resolves the ref (the
 default branch when there is none) to a commit (:func:`git_resolve`); a
