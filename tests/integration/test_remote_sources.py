@@ -1,6 +1,6 @@
 """``ADD <url>`` and ``ADD <git ref>`` for real: ``bakery run`` against a
-local HTTP server (http.server) and a local ``git daemon``, both on
-127.0.0.1.  FROM scratch, so no registry is needed; outputs are
+local HTTP server (http.server), a local ``git daemon`` (git://) and
+``git http-backend`` (smart HTTP), all on 127.0.0.1.  FROM scratch, so no registry is needed; outputs are
 ``type=local`` directories that are inspected file by file."""
 
 from __future__ import annotations
@@ -380,3 +380,51 @@ def test_add_url_with_an_etag_is_a_conditional_request(tmp_path, root_only) -> N
         assert third.returncode == 0 and steps_run(third) == 2
         with open(os.path.join(cwd, "out", "e.txt"), "rb") as fh:
             assert fh.read() == b"tagged 2\n"
+
+
+@contextlib.contextmanager
+def git_http(base: str) -> Iterator[str]:
+    """Smart HTTP (``git http-backend`` as CGI) over the repositories in ``base``."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from http.server import CGIHTTPRequestHandler
+
+    cgi = os.path.join(base, "cgi-bin")
+    os.makedirs(cgi, exist_ok=True)
+    script = os.path.join(cgi, "git")
+    with open(script, "w") as fh:
+        fh.write(f"#!/bin/sh\nexport GIT_PROJECT_ROOT={base} GIT_HTTP_EXPORT_ALL=1\n"
+                 "exec git http-backend\n")
+    os.chmod(script, 0o755)
+
+    class Handler(CGIHTTPRequestHandler):
+        cgi_directories = ["/cgi-bin"]
+
+        def __init__(self, *a: object, **kw: object) -> None:
+            super().__init__(*a, directory=base, **kw)  # type: ignore[arg-type]
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    # CGIHTTPRequestHandler runs scripts as nobody when root; the test's
+    # directories are private to root: keep the CGI as this user
+    saved = http.server.nobody_uid  # type: ignore[attr-defined]
+    http.server.nobody_uid = os.getuid  # type: ignore[attr-defined]
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/cgi-bin/git"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        http.server.nobody_uid = saved  # type: ignore[attr-defined]
+
+
+def test_add_git_over_smart_http(tmp_path, repo, root_only) -> None:  # type: ignore[no-untyped-def]
+    with git_http(repo["served"]) as url:
+        cwd = project(tmp_path, f"FROM scratch\nADD {url}/r.git#v1:docs /docs\n")
+        r = bakery(cwd, str(tmp_path / "cache"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert os.listdir(os.path.join(cwd, "out", "docs")) == ["guide.md"]
