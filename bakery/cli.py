@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the Docker engine for --driver docker (default: $DOCKER_HOST, else "
                      "unix:///var/run/docker.sock)")
     run.add_argument("--push", action="store_true", help="shorthand for --set '*.output=type=registry'")
+    run.add_argument("--load", action="store_true",
+                     help="shorthand for --set '*.output=type=docker' (load into $DOCKER_HOST)")
+    run.add_argument("--metadata-file", metavar="FILE",
+                     help="write the build result metadata (image digests, descriptors, names) "
+                     "to FILE as JSON, per target, as `docker buildx bake --metadata-file`")
     run.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
                      help="grant an entitlement (network.host)")
     run.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
@@ -291,8 +296,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             sandbox, jobs=max(1, args.jobs), keep_going=args.keep_going, no_cache=args.no_cache,
             progress=progress, secrets=secrets, allow_network_host=allow_host,
             insecure=args.insecure_registry, push=True if args.push else None,
-            outputs_on_failure=args.outputs_on_failure,
+            outputs_on_failure=args.outputs_on_failure, load=args.load,
         )
+    if args.metadata_file:
+        from bakery.export import write_metadata_file
+
+        write_metadata_file(args.metadata_file, report.metadata)
     for line in report.outputs:
         print(line)
     progress.note(f"done: {report.executed} steps run, {report.cached} from the cache")

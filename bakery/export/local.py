@@ -1,0 +1,79 @@
+"""The filesystem exporters: ``type=local,dest=DIR`` (the root filesystem
+as a directory) and ``type=tar,dest=FILE`` (as one tar).
+
+With several platforms, ``platform-split`` (default true) writes one
+directory ``DIR/linux_amd64`` (one file ``FILE.linux_amd64``) per platform;
+``platform-split=false`` merges them into one, later platforms over
+earlier ones, as BuildKit does.  Every write goes to a temporary sibling
+renamed into place, so a failed export leaves the old output whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from typing import Any, List, Sequence, Tuple
+
+from bakery.export.image import ExportContext
+from bakery.export.spec import OutputSpec
+
+__all__ = ["platform_dir", "write_local", "write_tar"]
+
+
+def platform_dir(platform: Any) -> str:
+    """``linux/arm/v7`` -> ``linux_arm_v7`` (BuildKit's directory names)."""
+    return str(platform).replace("/", "_")
+
+
+def _split(spec: OutputSpec, items: Sequence[Tuple[Any, Any]]) -> bool:
+    return len(items) > 1 and spec.platform_split is not False
+
+
+def _groups(spec: OutputSpec, items: Sequence[Tuple[Any, Any]], dest: str) -> List[Tuple[str, List[Any]]]:
+    """(path, [layer lists applied in order]) per output path."""
+    if _split(spec, items):
+        return [(os.path.join(dest, platform_dir(ex.export.platform)), [state.layers])
+                for ex, state in items]
+    return [(dest, [state.layers for _, state in items])]
+
+
+def write_local(ctx: ExportContext, spec: OutputSpec, items: Sequence[Tuple[Any, Any]]) -> List[str]:
+    dest = os.path.join(ctx.cwd, spec.dest)
+    for path, stacks in _groups(spec, items, dest):
+        tmp = path + ".bakery-tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            for layers in stacks:
+                ctx.snaps.materialize(layers, tmp)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            elif os.path.lexists(path):
+                os.unlink(path)
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            os.rename(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [f"{spec.target}: local {spec.dest}"]
+
+
+def write_tar(ctx: ExportContext, spec: OutputSpec, items: Sequence[Tuple[Any, Any]]) -> List[str]:
+    dest = os.path.join(ctx.cwd, spec.dest)
+    split = _split(spec, items)
+    groups = [(f"{dest}.{platform_dir(ex.export.platform)}" if split else dest, [state.layers])
+              for ex, state in items] if split else [(dest, [state.layers for _, state in items])]
+    for path, stacks in groups:
+        tmpdir = ctx.store.tmpdir("tar-")
+        try:
+            for layers in stacks:
+                ctx.snaps.materialize(layers, tmpdir)
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            with tarfile.open(path + ".tmp", "w", format=tarfile.PAX_FORMAT) as tf:
+                for n in sorted(os.listdir(tmpdir)):
+                    tf.add(os.path.join(tmpdir, n), n)
+            os.replace(path + ".tmp", path)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            if os.path.exists(path + ".tmp"):
+                os.unlink(path + ".tmp")
+    return [f"{spec.target}: tar {spec.dest}"]
