@@ -20,6 +20,7 @@ image once per run, whatever number of outputs ask for it:
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -65,15 +66,15 @@ class BuiltImage:
 
 
 def _parse_time(text: Optional[str]) -> Optional[_dt.datetime]:
-    if not text:
+    """An RFC 3339 time (Go's, up to 9 fractional digits) as an aware datetime."""
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$",
+                 (text or "").strip())
+    if m is None:
         return None
-    t = text.strip().replace("Z", "+00:00")
-    if "." in t:  # Go writes up to 9 fractional digits; Python takes 6
-        head, _, rest = t.partition(".")
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        t = head + "." + digits[:6].ljust(6, "0") + rest[len(digits):]
+    frac = (m.group(2) or "")[:6].ljust(6, "0")
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
     try:
-        return _dt.datetime.fromisoformat(t)
+        return _dt.datetime.fromisoformat(f"{m.group(1)}.{frac}{zone}")
     except ValueError:
         return None
 
