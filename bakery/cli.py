@@ -117,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("info", help="show the sandbox, snapshotter and store bakery uses, and why")
 
+    login = sub.add_parser(
+        "login", help="log in to a registry (credentials go to Docker's config.json)",
+        description="Check the credentials against the registry, then store them the Docker way: "
+        "in the credential helper config.json names (credsStore/credHelpers), else base64 in "
+        "its auths.  $DOCKER_CONFIG chooses the directory.")
+    login.add_argument("server", nargs="?", metavar="REGISTRY", help="host[:port] (default: Docker Hub)")
+    login.add_argument("-u", "--username", help="the user name")
+    login.add_argument("-p", "--password", help="the password (insecure: prefer --password-stdin)")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    login.add_argument("--insecure-registry", action="store_true",
+                       help="talk plain HTTP to this registry (loopback registries always may)")
+    logout = sub.add_parser("logout", help="forget the credentials of a registry")
+    logout.add_argument("server", nargs="?", metavar="REGISTRY", help="host[:port] (default: Docker Hub)")
+
     cache = sub.add_parser("cache", help="inspect or prune the shared build cache")
     csub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
     csub.add_parser("du", help="disk usage by kind")
@@ -404,7 +418,53 @@ def cmd_cache(args: argparse.Namespace) -> int:
     raise BakeryError("bakery cache needs an action", hint="bakery cache du | bakery cache prune --all")
 
 
-COMMANDS = {"plan": cmd_plan, "ls": cmd_ls, "run": cmd_run, "info": cmd_info, "cache": cmd_cache}
+def cmd_login(args: argparse.Namespace) -> int:
+    import getpass
+
+    from bakery.oci.auth import normalize_server, store_credentials
+    from bakery.oci.registry import Credentials, RegistryClient, RegistryOptions
+
+    server = normalize_server(args.server)
+    if args.password and args.password_stdin:
+        raise BakeryError("--password and --password-stdin are mutually exclusive")
+    user = args.username
+    if not user:
+        if args.password_stdin or not sys.stdin.isatty():
+            raise BakeryError("give the user name with --username",
+                              hint="bakery login --username USER --password-stdin REGISTRY")
+        user = input("Username: ").strip()
+    if args.password_stdin:
+        password = sys.stdin.read().rstrip("\r\n")
+    elif args.password is not None:
+        sys.stderr.write("WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n")
+        password = args.password
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+    else:
+        raise BakeryError("no password", hint="pipe it in with --password-stdin")
+    if not user or not password:
+        raise BakeryError("a user name and a password are needed to log in")
+    opts = {server: RegistryOptions(insecure=True)} if args.insecure_registry else {}
+    creds = Credentials(user, password)
+    RegistryClient(options=opts, use_docker_config=False).check_login(server, creds)
+    where = store_credentials(server, creds)
+    sys.stderr.write(f"credentials for {server} saved in {where}\n")
+    print("Login Succeeded")
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from bakery.oci.auth import erase_credentials, normalize_server
+
+    server = normalize_server(args.server)
+    if erase_credentials(server):
+        print(f"Removing login credentials for {server}")
+    else:
+        print(f"Not logged in to {server}")
+    return 0
+
+
+COMMANDS = {"login": cmd_login, "logout": cmd_logout, "plan": cmd_plan, "ls": cmd_ls, "run": cmd_run, "info": cmd_info, "cache": cmd_cache}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
