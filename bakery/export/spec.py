@@ -326,9 +326,13 @@ def apply_shorthands(entries: Sequence[Any], push: Optional[bool] = None,
 def parse_outputs(target: Any, platforms: int, push: Optional[bool] = None,
                   load: bool = False) -> List[OutputSpec]:
     """Every output of a resolved target, checked; ``push=False`` turns
-    pushing off everywhere (``type=registry`` then keeps the image only)."""
+    pushing off everywhere (``type=registry`` then keeps the image only).
+    ``--push``/``--load`` do not reach linked targets (built only as another
+    target's context: their output is the cache)."""
     anns = parse_target_annotations(target.name, target.annotations or [])
-    entries = apply_shorthands(list(target.output or []), push, load)
+    entries = list(target.output or [])
+    if not getattr(target, "linked", False):  # a linked target's output is the cache only
+        entries = apply_shorthands(entries, push, load)
     specs = [parse_output(target.name, e, tuple(target.tags or ()), platforms, anns) for e in entries]
     if push is False:
         specs = [OutputSpec(s.target, "image" if s.type == "registry" else s.type, s.dest, s.names, False,

@@ -206,6 +206,11 @@ def test_push_shorthand() -> None:
     assert len(apply_shorthands([ExportEntry("docker", {})], load=True)) == 1
 
 
+def test_shorthands_skip_linked_targets() -> None:
+    t = Target("base", output=[ExportEntry.from_text("type=cacheonly")], linked=True)
+    assert [s.type for s in parse_outputs(t, 1, push=True, load=True)] == ["cacheonly"]
+
+
 def test_push_false_keeps_registry_outputs_local() -> None:
     t = Target("app", tags=["a/b:1"], output=[ExportEntry.from_text("type=registry")])
     (s,) = parse_outputs(t, 1, push=False)
