@@ -219,7 +219,8 @@ def run_targets(
     for name, items in per_target.items():
         lines, meta = export_target(builder, name, specs.get(name, []), items)
         report.outputs.extend(lines)
-        report.metadata[name] = meta
+        if not targets[name].linked:  # built only as another target's context
+            report.metadata[name] = meta
         if meta.get("containerimage.digest"):
             report.images[name] = meta["containerimage.digest"]
     if failure is not None:

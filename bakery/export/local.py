@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
-from typing import Any, List, Sequence, Tuple
+import tempfile
+from typing import Any, Callable, List, Sequence, Tuple
 
 from bakery.export.image import ExportContext
 from bakery.export.spec import OutputSpec
@@ -30,19 +31,21 @@ def _split(spec: OutputSpec, items: Sequence[Tuple[Any, Any]]) -> bool:
     return len(items) > 1 and spec.platform_split is not False
 
 
-def _groups(spec: OutputSpec, items: Sequence[Tuple[Any, Any]], dest: str) -> List[Tuple[str, List[Any]]]:
-    """(path, [layer lists applied in order]) per output path."""
+def _groups(spec: OutputSpec, items: Sequence[Tuple[Any, Any]], dest: str,
+            name: Callable[[str, str], str]) -> List[Tuple[str, List[Any]]]:
+    """(path, [layer lists applied in order]) per output path; ``name``
+    makes a platform's path from ``dest`` and the platform's directory name."""
     if _split(spec, items):
-        return [(os.path.join(dest, platform_dir(ex.export.platform)), [state.layers])
-                for ex, state in items]
+        return [(name(dest, platform_dir(ex.export.platform)), [state.layers]) for ex, state in items]
     return [(dest, [state.layers for _, state in items])]
 
 
 def write_local(ctx: ExportContext, spec: OutputSpec, items: Sequence[Tuple[Any, Any]]) -> List[str]:
     dest = os.path.join(ctx.cwd, spec.dest)
-    for path, stacks in _groups(spec, items, dest):
-        tmp = path + ".bakery-tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+    for path, stacks in _groups(spec, items, dest, lambda d, p: os.path.join(d, p)):
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".bakery-tmp-", dir=parent)
         try:
             for layers in stacks:
                 ctx.snaps.materialize(layers, tmp)
@@ -50,7 +53,6 @@ def write_local(ctx: ExportContext, spec: OutputSpec, items: Sequence[Tuple[Any,
                 shutil.rmtree(path)
             elif os.path.lexists(path):
                 os.unlink(path)
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             os.rename(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -59,21 +61,22 @@ def write_local(ctx: ExportContext, spec: OutputSpec, items: Sequence[Tuple[Any,
 
 def write_tar(ctx: ExportContext, spec: OutputSpec, items: Sequence[Tuple[Any, Any]]) -> List[str]:
     dest = os.path.join(ctx.cwd, spec.dest)
-    split = _split(spec, items)
-    groups = [(f"{dest}.{platform_dir(ex.export.platform)}" if split else dest, [state.layers])
-              for ex, state in items] if split else [(dest, [state.layers for _, state in items])]
-    for path, stacks in groups:
+    for path, stacks in _groups(spec, items, dest, lambda d, p: f"{d}.{p}"):
         tmpdir = ctx.store.tmpdir("tar-")
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".tmp-", dir=parent)
         try:
             for layers in stacks:
                 ctx.snaps.materialize(layers, tmpdir)
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            with tarfile.open(path + ".tmp", "w", format=tarfile.PAX_FORMAT) as tf:
+            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w",
+                                                          format=tarfile.PAX_FORMAT) as tf:
                 for n in sorted(os.listdir(tmpdir)):
                     tf.add(os.path.join(tmpdir, n), n)
-            os.replace(path + ".tmp", path)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
-            if os.path.exists(path + ".tmp"):
-                os.unlink(path + ".tmp")
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return [f"{spec.target}: tar {spec.dest}"]

@@ -157,3 +157,25 @@ def test_bad_outputs_fail_before_building(env, output: str, message: str) -> Non
     assert message in r.stderr and "Traceback" not in r.stderr
     assert "done:" not in r.stderr  # nothing was built
     assert not os.path.exists(os.path.join(env["cwd"], "x.tar"))
+
+
+def test_local_split_and_merged_tar(env) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    import tarfile
+
+    if len(env["platforms"]) < 2:
+        pytest.skip("needs the arm64 busybox for two platforms")
+    override(env, '''target "api" {
+  output = ["type=local,dest=out/rootfs", "type=tar,dest=out/rootfs.tar,platform-split=false",
+            "type=cacheonly"]
+}
+''')
+    r = run(env, "api", "--metadata-file", os.path.join(env["cwd"], "meta.json"))
+    assert "api: local out/rootfs" in r.stdout and "api: tar out/rootfs.tar" in r.stdout
+    for plat in ("linux_amd64", "linux_arm64"):
+        with open(os.path.join(env["cwd"], "out", "rootfs", plat, "app", "api", "VERSION")) as fh:
+            assert fh.read().strip() == "api dev"
+    with tarfile.open(os.path.join(env["cwd"], "out", "rootfs.tar")) as tf:
+        assert "app/api/VERSION" in tf.getnames()
+    assert not [n for n in os.listdir(os.path.join(env["cwd"], "out")) if "tmp" in n]
+    with open(os.path.join(env["cwd"], "meta.json")) as fh:
+        assert json.load(fh) == {"api": {}}  # no image was made
