@@ -72,5 +72,6 @@ def export_target(builder: ImageBuilder, target: str, specs: Sequence[OutputSpec
         elif spec.push:
             done.extend(push_image(ctx, spec, built))
         else:
-            done.append(f"{target}: image {', '.join(spec.names)} (in the store; push=true to push)")
+            done.append(f"{target}: image {', '.join(spec.names) or built.root.digest} "
+                        "(in the store; push=true to push)")
     return done, image_metadata(*first) if first else {}

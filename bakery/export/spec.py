@@ -246,7 +246,7 @@ def parse_output(target: str, entry: Any, tags: Sequence[str] = (), platforms: i
             raise _err(target, desc, "type=registry always pushes", hint="use type=image,push=false")
     push_by_digest = _bool(target, desc, "push-by-digest", attrs["push-by-digest"]) \
         if "push-by-digest" in attrs else False
-    if typ in ("image", "registry") and not names and (push or typ == "image"):
+    if typ in ("image", "registry") and not names and push:
         raise _err(target, desc, "an image output needs a name",
                    hint="set name=REGISTRY/REPO:TAG on the output, or the target's tags")
     tar = _bool(target, desc, "tar", attrs["tar"]) if "tar" in attrs else True

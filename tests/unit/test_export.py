@@ -76,6 +76,7 @@ def test_docker_several_platforms_is_the_docker_error() -> None:
 def test_image_output_needs_a_name() -> None:
     assert "needs a name" in err("type=image,push=true").message
     assert "needs a name" in err("type=registry").message
+    assert out("type=image").names == ()  # kept in the store, unnamed
 
 
 def test_registry_cannot_be_told_not_to_push() -> None:
