@@ -13,6 +13,10 @@ image once per run, whatever number of outputs ask for it:
   ``created`` time); with ``SOURCE_DATE_EPOCH`` ``created`` is that time and
   history entries later than it are clamped to it, as BuildKit does;
   ``config_extras`` (a hook, see :class:`ExportContext`) adds top-level keys;
+* with ``rewrite-timestamp=true`` and ``SOURCE_DATE_EPOCH``, file times
+  later than the epoch are clamped to it in every layer
+  (:func:`clamp_layer_times`; a layer with nothing to clamp keeps its blob),
+  so that rebuilding the same sources gives the same digests;
 * manifests and the index with OCI or Docker media types, the manifest,
   manifest-descriptor and index annotations of the output.
 """
@@ -20,7 +24,9 @@ image once per run, whatever number of outputs ask for it:
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
+import tarfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -29,7 +35,8 @@ from bakery.errors import BakeryError
 from bakery.export.spec import ImageOptions, OutputSpec, annotations_for
 from bakery.oci.media import Descriptor, Platform, compression_of
 
-__all__ = ["BuiltImage", "ExportContext", "ImageBuilder", "image_history", "push_image"]
+__all__ = ["BuiltImage", "ExportContext", "ImageBuilder", "clamp_layer_times", "image_history",
+           "push_image"]
 
 # (target name, platform, the image's layers) -> extra top-level config keys
 ConfigExtras = Callable[[str, Platform, Sequence[Any]], Mapping[str, Any]]
@@ -106,6 +113,27 @@ def image_history(steps: Sequence[Tuple[str, bool]], base_config: Optional[Mappi
     return hist
 
 
+_TIME_KEYS = ("mtime", "atime", "ctime")
+
+
+def clamp_layer_times(src: str, dest: str, epoch: int) -> bool:
+    """Copy the layer tar ``src`` to ``dest`` with every entry's mtime later
+    than ``epoch`` set to ``epoch`` (and its PAX atime/ctime dropped), as
+    BuildKit's ``rewrite-timestamp`` does; False (and no ``dest``) when
+    no entry is later than ``epoch``."""
+    with tarfile.open(src, "r:") as tin:
+        members = tin.getmembers()
+        if not any(m.mtime > epoch for m in members):
+            return False
+        with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tout:
+            for m in members:
+                if m.mtime > epoch:
+                    m.mtime = epoch
+                    m.pax_headers = {k: v for k, v in m.pax_headers.items() if k not in _TIME_KEYS}
+                tout.addfile(m, tin.extractfile(m) if m.isreg() else None)
+    return True
+
+
 def container_config(cfg: Any) -> Any:
     """bakery.oci.image.ContainerConfig from the graph's ImageConfig."""
     from bakery.oci.image import ContainerConfig, Healthcheck
@@ -133,28 +161,43 @@ class ImageBuilder:
 
     ctx: ExportContext
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _layers: Dict[Tuple[str, str, Optional[int], bool], Any] = field(default_factory=dict)
+    _layers: Dict[Tuple[str, str, Optional[int], bool, Optional[int]], Any] = field(default_factory=dict)
     _images: Dict[Tuple[str, ImageOptions], BuiltImage] = field(default_factory=dict)
 
-    def layer(self, diff_id: str, opts: ImageOptions) -> Any:
-        """The compressed layer for ``diff_id`` (a base's own blob unless forced)."""
+    def layer(self, diff_id: str, opts: ImageOptions, epoch: Optional[int] = None) -> Any:
+        """The compressed layer for ``diff_id`` (a base's own blob unless
+        forced); with ``opts.rewrite_timestamp`` and ``epoch``, its file
+        times clamped first."""
         from bakery.oci.image import Layer, add_layer
 
-        key = (diff_id, opts.compression, opts.level, opts.force)
+        clamp = epoch if opts.rewrite_timestamp else None
+        key = (diff_id, opts.compression, opts.level, opts.force, clamp)
         with self._lock:
             if key in self._layers:
                 return self._layers[key]
         layer = None
-        if not opts.force:
-            known = self.ctx.base_layer(diff_id)
-            if known is not None and self.ctx.blobs.has(known.digest):
-                layer = Layer(known.digest, known.size, diff_id, compression_of(known.media_type))
-        if layer is None:
-            layer = add_layer(self.ctx.blobs, self.ctx.store.blob_path(diff_id), opts.compression,
-                              opts.level)
-            if layer.diff_id != diff_id:
-                raise BakeryError(f"the layer {diff_id} in the store is corrupt (it hashes to "
-                                  f"{layer.diff_id})", hint="bakery cache prune --all, then rebuild")
+        src = self.ctx.store.blob_path(diff_id)
+        tmp = ""
+        if clamp is not None:
+            tmpdir = self.ctx.store.tmpdir("clamp-")
+            tmp = os.path.join(tmpdir, "layer.tar")
+            if not clamp_layer_times(src, tmp, clamp):
+                os.rmdir(tmpdir)
+                tmp = ""
+        try:
+            if not opts.force and not tmp:
+                known = self.ctx.base_layer(diff_id)
+                if known is not None and self.ctx.blobs.has(known.digest):
+                    layer = Layer(known.digest, known.size, diff_id, compression_of(known.media_type))
+            if layer is None:
+                layer = add_layer(self.ctx.blobs, tmp or src, opts.compression, opts.level)
+                if not tmp and layer.diff_id != diff_id:
+                    raise BakeryError(f"the layer {diff_id} in the store is corrupt (it hashes to "
+                                      f"{layer.diff_id})", hint="bakery cache prune --all, then rebuild")
+        finally:
+            if tmp:
+                os.unlink(tmp)
+                os.rmdir(os.path.dirname(tmp))
         with self._lock:
             self._layers[key] = layer
         return layer
@@ -174,7 +217,7 @@ class ImageBuilder:
         for ex, state in items:
             cfg = ex.export.config
             platform = ex.export.platform
-            layers = [self.layer(d, opts) for d in state.layers]
+            layers = [self.layer(d, opts, epoch) for d in state.layers]
             base_config = self.ctx.base_config(cfg.base) if cfg.base is not None else None
             extra = self.ctx.config_extras(target, platform, layers) if self.ctx.config_extras else None
             img = build_image(self.ctx.blobs, layers, container_config(cfg), str(platform), media=media,

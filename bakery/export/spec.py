@@ -19,6 +19,8 @@ Attributes, as BuildKit's exporters take them:
                        ``annotation-manifest[linux/arm64].K``)
 ``annotation-index.K``  and ``annotation-index-descriptor.K``,
                        ``annotation-manifest-descriptor.K``
+``rewrite-timestamp``  with ``SOURCE_DATE_EPOCH``: file times later than it
+                       are clamped to it in the layers (reproducible images)
 ``tar``                oci/docker: ``false`` writes a layout directory
 ``platform-split``     local/tar: one directory (file) per platform
 =====================  ==========================================================
@@ -67,11 +69,11 @@ IMAGE_TYPES = ("image", "registry", "oci", "docker")
 _IGNORED = {
     "image": ("store", "unpack", "dangling-name-prefix", "name-canonical", "buildinfo",
               "buildinfo-attrs", "attestation-prefix", "insecure", "registry.insecure",
-              "rewrite-timestamp", "nydus-compression-level", "oci-artifact", "store-layers"),
+              "nydus-compression-level", "oci-artifact", "store-layers"),
     "local": ("rewrite-timestamp",),
 }
 _IMAGE_ATTRS = ("name", "push", "push-by-digest", "compression", "compression-level",
-                "force-compression", "oci-mediatypes", "tar", "annotation")
+                "force-compression", "oci-mediatypes", "tar", "annotation", "rewrite-timestamp")
 _KNOWN = {
     "image": _IMAGE_ATTRS,
     "registry": _IMAGE_ATTRS,
@@ -114,6 +116,7 @@ class ImageOptions:
     force: bool = False
     oci: bool = True
     annotations: Tuple[Annotation, ...] = ()
+    rewrite_timestamp: bool = False
 
 
 @dataclass(frozen=True)
@@ -301,7 +304,9 @@ def _image_options(target: str, desc: str, typ: str, attrs: Mapping[str, str], p
         raise _err(target, desc, "index annotations not supported for single platform export",
                    hint="use manifest annotations, or build several platforms")
     ordered = tuple(anns[k] for k in sorted(anns))
-    return ImageOptions(comp, level, force, oci, ordered)
+    rewrite = _bool(target, desc, "rewrite-timestamp", attrs["rewrite-timestamp"]) \
+        if "rewrite-timestamp" in attrs else False
+    return ImageOptions(comp, level, force, oci, ordered, rewrite)
 
 
 def apply_shorthands(entries: Sequence[Any], push: Optional[bool] = None,

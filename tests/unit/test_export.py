@@ -290,3 +290,50 @@ def test_metadata_file_is_sorted_indented_and_atomic(tmp_path) -> None:  # type:
     with pytest.raises(BakeryError) as e:
         write_metadata_file(str(tmp_path / "missing" / "meta.json"), doc)
     assert "is not a directory" in e.value.message
+
+
+# -- rewrite-timestamp ------------------------------------------------------------------
+
+
+def _tar(path: str) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        for name, mtime, data in (("old", 100, b"a"), ("new", 2_000_000_000.5, b"bb"), (".wh.gone", 3e9, b"")):
+            ti = tarfile.TarInfo(name)
+            ti.mtime = mtime  # type: ignore[assignment]
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        d = tarfile.TarInfo("dir")
+        d.type, d.mtime = tarfile.DIRTYPE, 2_000_000_000
+        tf.addfile(d)
+        ln = tarfile.TarInfo("link")
+        ln.type, ln.linkname, ln.mtime = tarfile.LNKTYPE, "new", 2_000_000_000
+        tf.addfile(ln)
+
+
+def test_clamp_layer_times(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import tarfile
+
+    from bakery.export.image import clamp_layer_times
+
+    src, dest = str(tmp_path / "in.tar"), str(tmp_path / "out.tar")
+    _tar(src)
+    assert clamp_layer_times(src, dest, 1_000_000_000)
+    with tarfile.open(dest) as tf:
+        got = {m.name: (m.mtime, m.type, m.linkname) for m in tf.getmembers()}
+        assert tf.extractfile("new").read() == b"bb"  # type: ignore[union-attr]
+        assert all("mtime" not in m.pax_headers for m in tf.getmembers() if m.name != "old")
+    assert got == {"old": (100, tarfile.REGTYPE, ""), "new": (1_000_000_000, tarfile.REGTYPE, ""),
+                   ".wh.gone": (1_000_000_000, tarfile.REGTYPE, ""), "dir": (1_000_000_000, tarfile.DIRTYPE, ""),
+                   "link": (1_000_000_000, tarfile.LNKTYPE, "new")}
+    # nothing later than the epoch: nothing written
+    assert not clamp_layer_times(src, str(tmp_path / "none.tar"), 4_000_000_000)
+    assert not (tmp_path / "none.tar").exists()
+
+
+def test_rewrite_timestamp_attribute() -> None:
+    assert out("type=oci,dest=x,rewrite-timestamp=true").image.rewrite_timestamp
+    assert not out("type=oci,dest=x").image.rewrite_timestamp
+    assert "is not a boolean" in err("type=oci,dest=x,rewrite-timestamp=yes").message
