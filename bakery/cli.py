@@ -446,7 +446,7 @@ def cmd_login(args: argparse.Namespace) -> int:
         raise BakeryError("a user name and a password are needed to log in")
     opts = {server: RegistryOptions(insecure=True)} if args.insecure_registry else {}
     creds = Credentials(user, password)
-    RegistryClient(options=opts, use_docker_config=False).check_login(server, creds)
+    RegistryClient(options=opts, use_docker_config=False, retries=1).check_login(server, creds)
     where = store_credentials(server, creds)
     sys.stderr.write(f"credentials for {server} saved in {where}\n")
     print("Login Succeeded")

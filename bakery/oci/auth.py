@@ -55,7 +55,7 @@ def normalize_server(server: Optional[str]) -> str:
         return DOCKER_HUB
     s = server.strip()
     if "://" in s:
-        s = urllib.parse.urlsplit(s).netloc or s
+        s = urllib.parse.urlsplit(s).netloc
     s = s.split("/", 1)[0]
     if not s:
         raise BakeryError(f"invalid registry {server!r}", hint="give a host[:port], e.g. registry.example:5000")
