@@ -42,8 +42,8 @@ def export_target(builder: ImageBuilder, target: str, specs: Sequence[OutputSpec
     """Write ``target``'s outputs; (report lines, metadata entry).
 
     ``items``: (graph export, engine state) per platform.  A target with no
-    output still gets its image made (it is what ``bakery run`` reports and
-    what a later ``--push`` would send)."""
+    output still gets its image made in the store (its digest is what
+    ``bakery run`` reports and the metadata file records)."""
     ctx = builder.ctx
     done: List[str] = []
     first: Tuple[Any, ...] = ()
