@@ -28,7 +28,7 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 def run(ex: Dict[str, Any], *args: str, extra_env: Dict[str, str] = {},  # noqa: B006
         check: bool = True) -> subprocess.CompletedProcess:
-    e = dict(os.environ, BAKERY_CACHE_DIR=ex["cache"], **extra_env)
+    e = {**os.environ, **extra_env, "BAKERY_CACHE_DIR": ex["cache"]}
     r = subprocess.run([sys.executable, "-m", "bakery", "run", "--var", f"BASE_IMAGE={ex['base']}", *args],
                        cwd=ex["cwd"], capture_output=True, text=True, env=e, timeout=900)
     if check:
@@ -211,3 +211,18 @@ def test_rewrite_timestamp_makes_rebuilds_reproducible(env) -> None:  # type: ig
     subprocess.run(["umoci", "unpack", "--image", f"{layout}:dev", bundle], check=True, capture_output=True)
     st = os.lstat(os.path.join(bundle, "rootfs", "app", "api", "VERSION"))
     assert int(st.st_mtime) == EPOCH
+
+
+def test_load_shorthand_loads_into_docker(env) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from tests.integration.dockerd import running_dockerd
+
+    with running_dockerd() as d:
+        r = run(env, "api", "--set", "*.platform=linux/amd64", "--load", extra_env=d.env())
+        assert "api: loaded into" in r.stdout
+        out = d.docker("image", "inspect", "--format", "{{.Architecture}} {{json .RepoTags}}",
+                       "127.0.0.1:5000/bakery-example/api:dev")
+        text = out if isinstance(out, str) else out.stdout
+        assert text.startswith("amd64") and "bakery-example/api:latest" in text
+        # several platforms cannot be loaded: the error Docker users know, before building
+        r = run(env, "api", "--load", extra_env=d.env(), check=False)
+        assert r.returncode == 1 and "does not currently support exporting manifest lists" in r.stderr
