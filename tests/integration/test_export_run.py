@@ -179,6 +179,12 @@ def test_local_split_and_merged_tar(env) -> None:  # type: ignore[no-untyped-def
     assert not [n for n in os.listdir(os.path.join(env["cwd"], "out")) if "tmp" in n]
     with open(os.path.join(env["cwd"], "meta.json")) as fh:
         assert json.load(fh) == {"api": {}}  # no image was made
+    # dest=. writes into the project, leaving its files alone
+    run(env, "api", "--set", "*.platform=linux/amd64", "--set", "api.output=type=local,dest=.")
+    with open(os.path.join(env["cwd"], "app", "api", "VERSION")) as fh:
+        assert fh.read().strip() == "api dev"
+    assert os.path.isfile(os.path.join(env["cwd"], "docker-bake.hcl"))
+    assert os.path.isdir(os.path.join(env["cwd"], "services", "api"))
 
 
 def _index_digest(path: str) -> str:

@@ -337,3 +337,25 @@ def test_rewrite_timestamp_attribute() -> None:
     assert out("type=oci,dest=x,rewrite-timestamp=true").image.rewrite_timestamp
     assert not out("type=oci,dest=x").image.rewrite_timestamp
     assert "is not a boolean" in err("type=oci,dest=x,rewrite-timestamp=yes").message
+
+
+def test_local_output_merges_into_an_existing_directory(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bakery.export.local import _merge_into
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "x").write_text("new x")
+    (src / "b").write_text("file b")
+    os.symlink("a", src / "c")
+    (dst / "a").mkdir(parents=True)
+    (dst / "a" / "old").write_text("kept")
+    (dst / "a" / "x").write_text("old x")
+    (dst / "b").mkdir()
+    (dst / "b" / "inside").write_text("replaced")
+    (dst / "c").mkdir()
+    (dst / "keep").write_text("kept")
+    _merge_into(str(src), str(dst))
+    assert (dst / "a" / "x").read_text() == "new x" and (dst / "a" / "old").read_text() == "kept"
+    assert (dst / "b").read_text() == "file b"
+    assert os.readlink(dst / "c") == "a"
+    assert (dst / "keep").read_text() == "kept"
