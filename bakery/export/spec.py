@@ -272,6 +272,13 @@ def _image_options(target: str, desc: str, typ: str, attrs: Mapping[str, str], p
     if comp not in COMPRESSIONS:
         raise _err(target, desc, f"unknown compression {comp!r}",
                    hint="use one of: " + ", ".join(COMPRESSIONS))
+    if comp == "zstd":  # the optional module: missing, fail now rather than after the build
+        from bakery.oci.image import _zstandard
+
+        try:
+            _zstandard()
+        except BakeryError as e:
+            raise _err(target, desc, e.message, e.hint) from None
     level: Optional[int] = None
     if "compression-level" in attrs:
         raw = attrs["compression-level"]
