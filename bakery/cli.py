@@ -286,6 +286,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args)
     resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
     if args.driver == "docker":
+        if args.metadata_file:
+            raise BakeryError("--metadata-file is not supported with --driver docker yet",
+                              hint="use the embedded driver, or drop --metadata-file")
         return _run_docker(args, resolved)
     allow_host = "network.host" in args.allow or any(
         "network.host" in (t.entitlements or []) for t in resolved.targets.values())

@@ -51,3 +51,11 @@ def test_logout_when_not_logged_in(monkeypatch, capsys, tmp_path) -> None:  # ty
     (tmp_path / "config.json").write_text(json.dumps({"auths": {}}))
     rc, out, _ = _run(monkeypatch, capsys, tmp_path, "logout", "r.example")
     assert rc == 0 and "Not logged in to r.example" in out
+
+
+def test_metadata_file_with_the_docker_driver_is_refused(monkeypatch, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "docker-bake.hcl").write_text('target "a" {\n  dockerfile-inline = "FROM scratch"\n}\n')
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = _run(monkeypatch, capsys, tmp_path, "run", "--driver", "docker", "--metadata-file",
+                      str(tmp_path / "m.json"), "a")
+    assert rc == 1 and "--metadata-file is not supported with --driver docker" in err
