@@ -242,6 +242,14 @@ def parse_output(target: str, entry: Any, tags: Sequence[str] = (), platforms: i
     names = tuple(n.strip() for n in attrs.get("name", "").split(",") if n.strip()) or tuple(tags)
     if "name" in attrs and not names:
         raise _err(target, desc, "name= is empty", hint="give an image name, e.g. name=registry/app:tag")
+    if typ in IMAGE_TYPES:
+        from bakery.oci.reference import parse_reference
+
+        for n in names:
+            try:
+                parse_reference(n)
+            except BakeryError as e:
+                raise _err(target, desc, f"invalid image name {n!r}: {e.message}", e.hint) from None
     push = typ == "registry"
     if "push" in attrs:
         push = _bool(target, desc, "push", attrs["push"])

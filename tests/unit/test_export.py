@@ -79,6 +79,12 @@ def test_image_output_needs_a_name() -> None:
     assert out("type=image").names == ()  # kept in the store, unnamed
 
 
+def test_image_names_are_checked() -> None:
+    e = err("type=registry,name=Bad/UPPER:case")
+    assert "invalid image name 'Bad/UPPER:case'" in e.message
+    assert "invalid image name" in err("type=oci,dest=x.tar", tags=["a b"]).message
+
+
 def test_registry_cannot_be_told_not_to_push() -> None:
     assert "always pushes" in err("type=registry,name=a/b,push=false").message
 
