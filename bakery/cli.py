@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the Docker engine for --driver docker (default: $DOCKER_HOST, else "
                      "unix:///var/run/docker.sock)")
     run.add_argument("--push", action="store_true", help="shorthand for --set '*.output=type=registry'")
+    run.add_argument("--load", action="store_true",
+                     help="shorthand for --set '*.output=type=docker' (load into $DOCKER_HOST)")
+    run.add_argument("--metadata-file", metavar="FILE",
+                     help="write the build result metadata (image digests, descriptors, names) "
+                     "to FILE as JSON, per target, as `docker buildx bake --metadata-file`")
     run.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
                      help="grant an entitlement (network.host)")
     run.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
@@ -119,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
     _builder_parser(sub)
 
     sub.add_parser("info", help="show the sandbox, snapshotter and store bakery uses, and why")
+
+    login = sub.add_parser(
+        "login", help="log in to a registry (credentials go to Docker's config.json)",
+        description="Check the credentials against the registry, then store them the Docker way: "
+        "in the credential helper config.json names (credsStore/credHelpers), else base64 in "
+        "its auths.  $DOCKER_CONFIG chooses the directory.")
+    login.add_argument("server", nargs="?", metavar="REGISTRY", help="host[:port] (default: Docker Hub)")
+    login.add_argument("-u", "--username", help="the user name")
+    login.add_argument("-p", "--password", help="the password (insecure: prefer --password-stdin)")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    login.add_argument("--insecure-registry", action="store_true",
+                       help="talk plain HTTP to this registry (loopback registries always may)")
+    logout = sub.add_parser("logout", help="forget the credentials of a registry")
+    logout.add_argument("server", nargs="?", metavar="REGISTRY", help="host[:port] (default: Docker Hub)")
 
     cache = sub.add_parser("cache", help="inspect or prune the shared build cache")
     csub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
@@ -343,6 +362,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.builder or args.driver == "buildkit":
         return _run_builder(args, resolved)
     if args.driver == "docker":
+        if args.metadata_file:
+            raise BakeryError("--metadata-file is not supported with --driver docker yet",
+                              hint="use the embedded driver, or drop --metadata-file")
         return _run_docker(args, resolved)
     allow_host = "network.host" in args.allow or any(
         "network.host" in (t.entitlements or []) for t in resolved.targets.values())
@@ -367,8 +389,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             sandbox, jobs=max(1, args.jobs), keep_going=args.keep_going, no_cache=args.no_cache,
             progress=progress, secrets=secrets, allow_network_host=allow_host,
             insecure=args.insecure_registry, push=True if args.push else None,
-            outputs_on_failure=args.outputs_on_failure,
+            outputs_on_failure=args.outputs_on_failure, load=args.load,
         )
+    if args.metadata_file:
+        from bakery.export import write_metadata_file
+
+        write_metadata_file(args.metadata_file, report.metadata)
     for line in report.outputs:
         print(line)
     progress.note(f"done: {report.executed} steps run, {report.cached} from the cache")
@@ -526,8 +552,54 @@ def cmd_cache(args: argparse.Namespace) -> int:
     raise BakeryError("bakery cache needs an action", hint="bakery cache du | bakery cache prune --all")
 
 
-COMMANDS = {"plan": cmd_plan, "ls": cmd_ls, "run": cmd_run, "info": cmd_info, "cache": cmd_cache,
-            "builder": cmd_builder}
+def cmd_login(args: argparse.Namespace) -> int:
+    import getpass
+
+    from bakery.oci.auth import normalize_server, store_credentials
+    from bakery.oci.registry import Credentials, RegistryClient, RegistryOptions
+
+    server = normalize_server(args.server)
+    if args.password and args.password_stdin:
+        raise BakeryError("--password and --password-stdin are mutually exclusive")
+    user = args.username
+    if not user:
+        if args.password_stdin or not sys.stdin.isatty():
+            raise BakeryError("give the user name with --username",
+                              hint="bakery login --username USER --password-stdin REGISTRY")
+        user = input("Username: ").strip()
+    if args.password_stdin:
+        password = sys.stdin.read().rstrip("\r\n")
+    elif args.password is not None:
+        sys.stderr.write("WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n")
+        password = args.password
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+    else:
+        raise BakeryError("no password", hint="pipe it in with --password-stdin")
+    if not user or not password:
+        raise BakeryError("a user name and a password are needed to log in")
+    opts = {server: RegistryOptions(insecure=True)} if args.insecure_registry else {}
+    creds = Credentials(user, password)
+    RegistryClient(options=opts, use_docker_config=False, retries=1).check_login(server, creds)
+    where = store_credentials(server, creds)
+    sys.stderr.write(f"credentials for {server} saved in {where}\n")
+    print("Login Succeeded")
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from bakery.oci.auth import erase_credentials, normalize_server
+
+    server = normalize_server(args.server)
+    if erase_credentials(server):
+        print(f"Removing login credentials for {server}")
+    else:
+        print(f"Not logged in to {server}")
+    return 0
+
+
+COMMANDS = {"login": cmd_login, "logout": cmd_logout, "plan": cmd_plan, "ls": cmd_ls, "run": cmd_run,
+            "info": cmd_info, "cache": cmd_cache, "builder": cmd_builder}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
