@@ -367,11 +367,14 @@ def test_mount_stubs_are_removed_only_when_empty(tmp_path) -> None:  # type: ign
 # -- detection ------------------------------------------------------------------------
 
 
-def test_detect_when_not_root(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_detect_when_not_root_and_no_runc(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import bakery.engine.sandbox.detect as detect
+
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(detect, "find_runtime", lambda name: None)
     sb, why = detect_sandbox()
     assert isinstance(sb, UnavailableSandbox)
-    assert "rootless" in why
+    assert "rootless" in why and "runc" in why
     with pytest.raises(BakeryError, match="rootless"):
         sb.run(_spec())
 

@@ -8,6 +8,7 @@ from typing import Any, Optional, Tuple
 from bakery.errors import BakeryError
 
 from .namespace import NamespaceSandbox, namespace_support
+from .rootless import userns_support
 from .runc import RuncSandbox, find_runtime
 from .spec import OutputCallback, RunResult, RunSpec
 
@@ -34,17 +35,14 @@ def detect_sandbox(prefer: Optional[str] = None, allow_network_host: bool = Fals
 
     Order: runc, crun, the namespace fallback.  ``prefer`` (or the
     ``BAKERY_SANDBOX`` environment variable) is ``runc``, ``crun`` or
-    ``namespace``.  Everything needs root: rootless runs (user namespaces,
-    ``runc --rootless``) are not supported yet, so a non-root user gets an
-    :class:`UnavailableSandbox` that explains it."""
+    ``namespace``.  Not as root, only runc is used, rootless (see
+    :mod:`.rootless`); without it (or without user namespaces) the result
+    is an :class:`UnavailableSandbox` that explains why."""
     choice = (prefer or os.environ.get("BAKERY_SANDBOX", "")).strip().lower() or "auto"
     if choice not in ("auto", "runc", "crun", "namespace"):
         raise BakeryError(f"unknown sandbox {choice!r}", hint="one of: runc, crun, namespace")
     if os.geteuid() != 0:
-        return (UnavailableSandbox(
-            "running RUN steps needs root; rootless sandboxes (user namespaces) are not "
-            "supported yet", hint="run bakery as root (e.g. with sudo)"),
-            "not root: rootless sandboxes are not supported yet")
+        return _rootless(choice, allow_network_host, tmp_dir)
     runtimes = ("runc", "crun") if choice == "auto" else (choice,) if choice != "namespace" else ()
     for name in runtimes:
         path = find_runtime(name)
@@ -66,3 +64,30 @@ def detect_sandbox(prefer: Optional[str] = None, allow_network_host: bool = Fals
     if choice == "auto":
         why += " (no runc or crun installed; no cgroups, seccomp or device isolation)"
     return NamespaceSandbox(allow_network_host=allow_network_host, tmp_dir=tmp_dir), why
+
+
+def _rootless(choice: str, allow_network_host: bool, tmp_dir: Optional[str]) -> Tuple[Any, str]:
+    uid, gid = os.getuid(), os.getgid()
+    if choice in ("crun", "namespace"):
+        reason = (f"not root, and the {choice} sandbox needs root: rootless RUN steps use runc "
+                  "--rootless")
+        return UnavailableSandbox(reason, hint="unset BAKERY_SANDBOX, or run bakery as root"), reason
+    try:
+        with open("/proc/sys/user/max_user_namespaces", encoding="ascii") as f:
+            text: Optional[str] = f.read()
+    except OSError:
+        text = None
+    problem = userns_support(text)
+    if problem is not None:
+        reason = f"not root, and rootless runs need user namespaces: {problem}"
+        return UnavailableSandbox(reason, hint="run bakery as root, or enable user namespaces "
+                                  "(sysctl user.max_user_namespaces=15000)"), reason
+    path = find_runtime("runc")
+    if path is None:
+        reason = "not root, and rootless runs need runc (runc --rootless), which is not installed"
+        return UnavailableSandbox(reason, hint="apt-get install runc, or run bakery as root"), reason
+    sb = RuncSandbox(path, allow_network_host=allow_network_host, tmp_dir=tmp_dir)
+    ver = sb.version()
+    why = (f"runc{' ' + ver if ver else ''} at {path}, rootless: not root, so a user namespace "
+           f"maps uid {uid}/gid {gid} to root (a single-id mapping: steps run as root only)")
+    return sb, why

@@ -1,0 +1,191 @@
+"""Rootless `bakery run`: RUN steps as an unprivileged user (``nobody``,
+through setpriv) in runc's rootless mode, end to end, with the user's own
+cache directory; the layer the step made is read back from the OCI output.
+
+Needs root to switch to ``nobody`` (the CI runs as root), runc, busybox-static,
+docker-registry, and user namespaces an unprivileged user can create.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from typing import Dict, List
+
+import pytest
+
+from tests.integration.ocitar import image_layers
+from tests.integration.registry import running_registry
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NOBODY = 65534
+
+pytestmark = pytest.mark.integration
+
+
+def as_nobody(*cmd: str) -> List[str]:
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *cmd]
+
+
+def _python_for_nobody(cwd: str) -> str:
+    """An interpreter nobody may run that imports this checkout's bakery."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ROOT}
+    for py in (sys.executable, "/usr/bin/python3"):
+        r = subprocess.run(as_nobody(py, "-c", "import bakery.cli"), cwd=cwd, env=env,
+                           capture_output=True, timeout=60)
+        if r.returncode == 0:
+            return py
+    pytest.skip(f"no Python that nobody can run imports bakery from {ROOT}")
+
+
+@pytest.fixture()
+def rootless(tmp_path):  # type: ignore[no-untyped-def]
+    if os.geteuid() != 0:
+        pytest.skip("switching to nobody needs root")
+    for tool in ("runc", "setpriv", "docker-registry"):
+        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
+            pytest.skip(f"{tool} is not installed")
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox-static is not installed")
+    if subprocess.run(as_nobody("unshare", "-U", "-r", "true"), capture_output=True).returncode != 0:
+        pytest.skip("an unprivileged user cannot create user namespaces here")
+    work = tempfile.mkdtemp(prefix="bakery-rootless-", dir="/tmp")
+    try:
+        os.chmod(work, 0o755)
+        os.chown(work, NOBODY, NOBODY)
+        py = _python_for_nobody(work)
+        with running_registry(str(tmp_path)) as reg:
+            base = f"{reg.host}/bakery/busybox-alice:latest"
+            push_base(busybox, base, str(tmp_path / "base"))
+            yield {"work": work, "base": base, "python": py}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def push_base(busybox: str, ref: str, tmp: str) -> None:
+    """busybox plus a layer with files that are not root's: /home/alice
+    (1000:1000, 0700) holding notes (1000:1000), and /ro (0555) holding x."""
+    import importlib.util
+
+    from bakery.oci.image import ContainerConfig, add_layer, build_image
+    from bakery.oci.registry import RegistryClient
+    from bakery.oci.store import BlobStore
+
+    spec = importlib.util.spec_from_file_location(
+        "busybox_image", os.path.join(ROOT, "examples", "tools", "busybox_image.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    os.makedirs(tmp)
+    store = BlobStore(os.path.join(tmp, "blobs"))
+    mod.rootfs_tar(busybox, os.path.join(tmp, "l1.tar"))
+    with tarfile.open(os.path.join(tmp, "l2.tar"), "w", format=tarfile.PAX_FORMAT) as tf:
+        for name, kind, mode, owner, data in (
+                ("home", tarfile.DIRTYPE, 0o755, 0, b""),
+                ("home/alice", tarfile.DIRTYPE, 0o700, 1000, b""),
+                ("home/alice/notes", tarfile.REGTYPE, 0o600, 1000, b"alice\n"),
+                ("ro", tarfile.DIRTYPE, 0o555, 0, b""),
+                ("ro/x", tarfile.REGTYPE, 0o444, 0, b"x\n")):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.mode, ti.uid, ti.gid, ti.size = kind, mode, owner, owner, len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    layers = [add_layer(store, os.path.join(tmp, n)) for n in ("l1.tar", "l2.tar")]
+    cfg = ContainerConfig(env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+    RegistryClient().push(store, build_image(store, layers, cfg, "linux/amd64", created=0).descriptor, ref)
+
+
+def write_project(work: str, dockerfile: str, base: str) -> str:
+    proj = os.path.join(work, "proj")
+    os.makedirs(proj, exist_ok=True)
+    with open(os.path.join(proj, "Dockerfile"), "w") as f:
+        f.write(dockerfile)
+    with open(os.path.join(proj, "docker-bake.hcl"), "w") as f:
+        f.write(f'''target "app" {{
+  args = {{ BASE = "{base}" }}
+  platforms = ["linux/amd64"]
+  output = ["type=oci,dest=out/app.tar"]
+}}
+''')
+    for dirpath, dirs, files in os.walk(work):
+        for n in [*dirs, *files]:
+            os.lchown(os.path.join(dirpath, n), NOBODY, NOBODY)
+    return proj
+
+
+def bakery_as_nobody(env: Dict[str, str], proj: str, *args: str) -> subprocess.CompletedProcess:
+    e = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": ROOT,
+         "HOME": env["work"], "BAKERY_CACHE_DIR": os.path.join(env["work"], "cache")}
+    return subprocess.run(as_nobody(env["python"], "-m", "bakery", *args), cwd=proj, env=e,
+                          capture_output=True, text=True, timeout=600)
+
+
+DOCKERFILE = """\
+ARG BASE
+FROM $BASE
+RUN mkdir -p /data/keep /data/gone && echo base > /data/gone/f && echo one > /data/keep/f \\
+ && chown 0:0 /data/keep/f
+RUN id -u > /uid && id -g > /gid && echo hello > /hello && rm -r /data/gone && rm /etc/base-version \\
+ && echo two >> /data/keep/f && cat /proc/self/uid_map > /uid_map \\
+ && echo more >> /home/alice/notes && touch /ro/y && ls -ln /home/alice/notes > /seen
+"""
+
+
+def test_run_steps_rootless_end_to_end(rootless) -> None:  # type: ignore[no-untyped-def]
+    proj = write_project(rootless["work"], DOCKERFILE, rootless["base"])
+    info = bakery_as_nobody(rootless, proj, "info")
+    assert info.returncode == 0, info.stderr
+    assert "rootless" in info.stdout and f"uid {NOBODY}" in info.stdout, info.stdout
+    assert "snapshotter: copy" in info.stdout, info.stdout
+
+    r = bakery_as_nobody(rootless, proj, "run", "app", "--progress", "plain")
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "rootless" in r.stderr
+    layers = image_layers(os.path.join(proj, "out", "app.tar"))
+    assert len(layers) == 4  # busybox, alice's files, then one per RUN
+    last = {name: ti for name, (ti, _) in layers[-1].items()}
+
+    def content(name: str) -> bytes:
+        return layers[-1][name][1]
+
+    # the step ran as root in its own user namespace: nobody mapped to 0
+    assert content("uid") == b"0\n" and content("gid") == b"0\n"
+    assert content("uid_map").split() == [b"0", str(NOBODY).encode(), b"1"]
+    # what it wrote belongs to root in the layer, not to nobody
+    for name in ("uid", "gid", "hello", "data/keep/f"):
+        assert (last[name].uid, last[name].gid) == (0, 0), name
+    assert content("data/keep/f") == b"one\ntwo\n"
+    # a file of the base that the step changed keeps its owner (1000:1000
+    # from the base layer), though the step saw it as root's (single-id map)
+    assert content("home/alice/notes") == b"alice\nmore\n"
+    assert (last["home/alice/notes"].uid, last["home/alice/notes"].gid) == (1000, 1000)
+    assert content("seen").split()[2:4] == [b"0", b"0"]
+    # a 0555 directory of the base was extracted and written to
+    assert "ro/y" in last and (last["ro"].mode & 0o777) == 0o555
+    # deletions are whiteouts: a directory and a base-layer file
+    assert "data/.wh.gone" in last and "etc/.wh.base-version" in last
+    assert not any(n.startswith("data/gone/") for n in last)
+    # the cache directory is nobody's, and nothing of the run is left in it
+    st = os.stat(os.path.join(rootless["work"], "cache"))
+    assert st.st_uid == NOBODY
+    tmp = os.path.join(rootless["work"], "cache", "tmp")
+    assert not os.path.isdir(tmp) or os.listdir(tmp) == []
+
+    # a second run is all cached
+    r2 = bakery_as_nobody(rootless, proj, "run", "app", "--progress", "plain")
+    assert r2.returncode == 0, r2.stderr[-4000:]
+    assert "done: 0 steps run" in r2.stderr, r2.stderr[-2000:]
+
+
+def test_rootless_user_other_than_root_is_a_clear_error(rootless) -> None:  # type: ignore[no-untyped-def]
+    df = "ARG BASE\nFROM $BASE\nUSER nobody\nRUN id -u > /tmp/x\n"
+    proj = write_project(rootless["work"], df, rootless["base"])
+    r = bakery_as_nobody(rootless, proj, "run", "app", "--progress", "plain")
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert "rootless step has only uid 0" in r.stderr, r.stderr[-2000:]
