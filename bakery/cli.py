@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("info", help="show the sandbox, snapshotter and store bakery uses, and why")
 
+    setup = sub.add_parser("setup", help="prepare this machine (as root): emulation for foreign platforms")
+    ssub = setup.add_subparsers(dest="setup_command", metavar="ACTION")
+    emu = ssub.add_parser("emulation", help="register qemu-user-static's binfmt_misc handlers "
+                          "(with the fix-binary flag) so RUN steps of other platforms can run")
+    emu.add_argument("--arch", action="append", default=[], metavar="ARCH",
+                     help="only this architecture (arm64, riscv64... or linux/arm64); repeatable")
+
     cache = sub.add_parser("cache", help="inspect or prune the shared build cache")
     csub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
     csub.add_parser("du", help="disk usage by kind")
@@ -363,6 +370,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    from bakery.engine.emulation import setup_emulation
+
+    if args.setup_command != "emulation":
+        raise BakeryError("bakery setup needs an action", hint="bakery setup emulation")
+    for line in setup_emulation(args.arch):
+        print(line)
+    return 0
+
+
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -395,15 +412,31 @@ def cmd_cache(args: argparse.Namespace) -> int:
     raise BakeryError("bakery cache needs an action", hint="bakery cache du | bakery cache prune --all")
 
 
-COMMANDS = {"plan": cmd_plan, "ls": cmd_ls, "run": cmd_run, "info": cmd_info, "cache": cmd_cache}
+COMMANDS = {"plan": cmd_plan, "ls": cmd_ls, "run": cmd_run, "info": cmd_info, "cache": cmd_cache,
+            "setup": cmd_setup}
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: stop as Ctrl-C does (running steps are cancelled and their
+    containers, mounts and temporary directories removed)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    import signal
+    import threading
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 1
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return COMMANDS[args.command](args)
     except BakeryError as e:
@@ -411,6 +444,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             traceback.print_exc()
         sys.stderr.write(e.render() + "\n")
         return 1
+    except _Terminated:
+        sys.stderr.write("terminated\n")
+        return 143
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
@@ -427,3 +463,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 "report it with the bake files that caused it.\n"
             )
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

