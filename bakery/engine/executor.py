@@ -279,8 +279,9 @@ class Engine:
                     mounts.append(SandboxMount("bind", path, m.target, readonly=m.readonly))
                 elif m.type == "cache":
                     cid = m.cache_id or m.target
-                    mounts.append(SandboxMount("bind", self.store.cache_mount(cid), m.target,
-                                               readonly=m.readonly))
+                    path = stack.enter_context(self.store.cache_mount_lease(
+                        cid, m.sharing, m.uid, m.gid, m.mode, cancel))
+                    mounts.append(SandboxMount("bind", path, m.target, readonly=m.readonly))
                 elif m.type == "tmpfs":
                     mounts.append(SandboxMount("tmpfs", "", m.target, size=m.size))
                 elif m.type == "secret":

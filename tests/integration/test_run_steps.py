@@ -269,3 +269,33 @@ def test_signal_stops_the_build_and_its_step(project: Project, sig: int) -> None
         assert project.cache not in f.read()
     tmp = os.path.join(project.cache, "tmp")
     assert not os.path.isdir(tmp) or [d for d in os.listdir(tmp) if d.startswith("rootfs-")] == []
+
+
+# -- cache mounts ------------------------------------------------------------------
+
+
+def test_cache_mounts_are_kept_across_runs(project: Project) -> None:
+    project.write("""\
+ARG BASE
+FROM $BASE
+RUN --mount=type=cache,target=/c/shared,sharing=shared \\
+    --mount=type=cache,id=lk,target=/c/locked,sharing=locked \\
+    --mount=type=cache,id=pv,target=/c/private,sharing=private \\
+    --mount=type=cache,id=own,target=/c/owned,uid=1000,gid=50,mode=0700 \\
+    for d in shared locked private owned; do echo run >> /c/$d/log; wc -l < /c/$d/log > /count-$d; done \\
+ && stat -c '%u:%g:%a' /c/owned > /owned
+""")
+    for n in (1, 2):
+        project.run("app", "--no-cache")
+        last = project.layers()[-1]
+        for d in ("shared", "locked", "private", "owned"):
+            assert last[f"count-{d}"][1].strip() == str(n).encode(), (n, d)
+        assert last["owned"][1] == b"1000:50:700\n"
+        # the cache's content is never part of the layer
+        assert not [name for name in last if name.startswith("c/") and name != "c"], sorted(last)
+    # `bakery cache prune --all` clears them
+    r = subprocess.run([sys.executable, "-m", "bakery", "cache", "prune", "--all"], cwd=project.path,
+                       env=project.env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    project.run("app", "--no-cache")
+    assert project.layers()[-1]["count-locked"][1].strip() == b"1"
