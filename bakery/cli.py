@@ -292,13 +292,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.note(f"shard {i}/{n}: {', '.join(requested) or 'no targets'}")
         if not requested:
             return 0
-    with _target_positions(cfg):
+    from bakery.engine.sandbox.ssh import SSHAgents, plan_ssh
+
+    ssh_entries = [(getattr(s, "id", ""), tuple(getattr(s, "paths", ()) or ()))
+                   for t in resolved.targets.values() for s in (getattr(t, "ssh", None) or [])]
+    with _target_positions(cfg), SSHAgents.start(plan_ssh(ssh_entries, os.environ)) as agents:
         report = run_targets(
             resolved.targets, requested, resolved.groups, os.getcwd(), Store(),
             sandbox, jobs=max(1, args.jobs), keep_going=args.keep_going, no_cache=args.no_cache,
             progress=progress, secrets=secrets, allow_network_host=allow_host,
             insecure=args.insecure_registry, push=True if args.push else None,
-            outputs_on_failure=args.outputs_on_failure,
+            outputs_on_failure=args.outputs_on_failure, ssh=agents.sockets,
         )
     for line in report.outputs:
         print(line)

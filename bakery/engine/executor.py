@@ -108,6 +108,7 @@ class Engine:
         secrets: Optional[Mapping[str, bytes]] = None,
         allow_network_host: bool = False,
         cache_sources: Sequence[CacheSource] = (),
+        ssh: Optional[Mapping[str, str]] = None,
     ):
         self.store = store
         self.sandbox = sandbox
@@ -120,6 +121,8 @@ class Engine:
         self.secrets = dict(secrets or {})
         self.allow_network_host = allow_network_host
         self.cache_sources = list(cache_sources)
+        # ssh id -> agent socket (bakery.engine.sandbox.ssh); None: $SSH_AUTH_SOCK for any id
+        self.ssh = dict(ssh) if ssh is not None else None
         self.executed: Dict[str, int] = {}  # key -> times run in this engine (tests, stats)
         self._lock = threading.Lock()
 
@@ -261,6 +264,7 @@ class Engine:
     def _exec(self, key: str, op: Exec, inputs: Mapping[str, State], keys: _KeyIndex,
               cancel: threading.Event) -> State:
         from bakery.engine.sandbox import RunSpec, SandboxMount
+        from bakery.engine.sandbox.ssh import ssh_env
 
         base = inputs[keys.of(op.rootfs)]
         if op.network == "host" and not self.allow_network_host:
@@ -270,6 +274,7 @@ class Engine:
             )
         with contextlib.ExitStack() as stack:
             mounts = []
+            first_ssh: Optional[str] = None
             secret_env: Dict[str, str] = {}
             for m in op.mounts:
                 if m.type == "bind":
@@ -299,16 +304,22 @@ class Engine:
                             readonly=True, data=value, mode=m.mode if m.mode is not None else 0o400,
                             uid=m.uid or 0, gid=m.gid or 0))
                 elif m.type == "ssh":
-                    sock = os.environ.get("SSH_AUTH_SOCK")
+                    sid = m.secret_id or "default"
+                    sock = (self.ssh.get(sid) if self.ssh is not None
+                            else os.environ.get("SSH_AUTH_SOCK"))
                     if not sock:
                         if m.required:
-                            raise BakeryError("ssh agent requested but SSH_AUTH_SOCK is not set")
+                            raise BakeryError(f"no SSH key {sid!r} forwarded from the client",
+                                              hint=f'add ssh = ["{sid}"] (the agent at $SSH_AUTH_SOCK) or '
+                                                   f'["{sid}=/path/to/key"] to the target')
                         continue
-                    mounts.append(SandboxMount("bind", sock, m.target or "/run/buildkit/ssh_agent.0",
-                                               readonly=False))
+                    target = m.target or "/run/buildkit/ssh_agent.0"
+                    first_ssh = first_ssh or target
+                    mounts.append(SandboxMount("bind", sock, target, readonly=False))
             fs = stack.enter_context(self.snaps.writable(base.layers))
             spec = RunSpec(
-                rootfs=fs.path, args=op.args, env=op.env, cwd=op.cwd or "/", user=op.user,
+                rootfs=fs.path, args=op.args, env=tuple(ssh_env(op.env, first_ssh)), cwd=op.cwd or "/",
+                user=op.user,
                 network="host" if op.network == "host" else "none", mounts=tuple(mounts),
                 extra_hosts=op.extra_hosts, secret_env=secret_env,
             )

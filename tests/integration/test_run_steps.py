@@ -299,3 +299,92 @@ RUN --mount=type=cache,target=/c/shared,sharing=shared \\
     assert r.returncode == 0, r.stderr
     project.run("app", "--no-cache")
     assert project.layers()[-1]["count-locked"][1].strip() == b"1"
+
+
+# -- ssh ----------------------------------------------------------------------------
+
+
+def _ssh_add_tools(dest: str) -> str:
+    """ssh-add with its shared libraries and loader in ``dest`` (run inside
+    a busybox step as ``/tools/ld.so --library-path /tools /tools/ssh-add``)."""
+    ssh_add = shutil.which("ssh-add")
+    if ssh_add is None or shutil.which("ssh-agent") is None or shutil.which("ssh-keygen") is None:
+        pytest.skip("openssh-client is not installed")
+    os.makedirs(dest)
+    shutil.copy2(ssh_add, os.path.join(dest, "ssh-add"))
+    out = subprocess.run(["ldd", ssh_add], capture_output=True, text=True, check=True).stdout
+    loader = ""
+    for line in out.splitlines():
+        parts = line.split()
+        path = parts[2] if len(parts) >= 3 and parts[1] == "=>" else parts[0]
+        if not path.startswith("/"):
+            continue
+        if "ld-linux" in path:
+            loader = path
+        shutil.copy2(os.path.realpath(path), os.path.join(dest, os.path.basename(path)))
+    if not loader:
+        pytest.skip("cannot find ssh-add's dynamic loader")
+    return "/tools/" + os.path.basename(loader)
+
+
+def _keygen(path: str, comment: str) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path], check=True)
+    out = subprocess.run(["ssh-keygen", "-l", "-f", path], capture_output=True, text=True, check=True)
+    return out.stdout.split()[1]  # SHA256:...
+
+
+def test_ssh_mounts_forward_an_agent_and_key_files(project: Project) -> None:
+    loader = _ssh_add_tools(os.path.join(project.path, "tools"))
+    keys = os.path.join(project.path, "..", "keys")
+    os.makedirs(keys)
+    agent_fp = _keygen(os.path.join(keys, "agent_key"), "in-the-agent")
+    file_fp = _keygen(os.path.join(keys, "file_key"), "from-a-file")
+    agent_sock = os.path.join(keys, "agent.sock")
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", agent_sock], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while not os.path.exists(agent_sock) and time.time() < deadline:
+            time.sleep(0.05)
+        subprocess.run(["ssh-add", "-q", os.path.join(keys, "agent_key")], check=True,
+                       env=dict(os.environ, SSH_AUTH_SOCK=agent_sock))
+        add = f"{loader} --library-path /tools /tools/ssh-add"
+        project.write(f"""\
+ARG BASE
+FROM $BASE
+RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh \\
+    echo "$SSH_AUTH_SOCK" > /sock && {add} -l > /default-keys
+RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh,id=deploy,target=/run/deploy.sock \\
+    SSH_AUTH_SOCK=/run/deploy.sock {add} -l > /deploy-keys && ls /run/buildkit > /left 2>&1 || true
+""", extra=f'  ssh = ["default", "deploy={os.path.join(keys, "file_key")}"]\n')
+        r = project.run("app", SSH_AUTH_SOCK=agent_sock)
+        last2, last = project.layers()[-2:]
+        assert last2["sock"][1] == b"/run/buildkit/ssh_agent.0\n"
+        default_keys = last2["default-keys"][1].decode()
+        assert agent_fp in default_keys and "in-the-agent" in default_keys and file_fp not in default_keys
+        deploy_keys = last["deploy-keys"][1].decode()
+        assert file_fp in deploy_keys and "from-a-file" in deploy_keys and agent_fp not in deploy_keys
+        # the socket mounts left nothing in the layers
+        assert not [n for n in (*last2, *last) if n.startswith(("run/buildkit", "run/deploy"))]
+        # the private agent bakery started for the key file is gone
+        assert _container_procs("/bakery-ssh-") == []
+        # no private key byte reached the store, the output or the log
+        with open(os.path.join(keys, "file_key"), "rb") as f:
+            secret = b"".join(f.read().split(b"\n")[1:3])
+        assert secret and secret not in r.stderr.encode()
+        for dirpath, _, files in os.walk(project.path):
+            for name in files:
+                p = os.path.join(dirpath, name)
+                if os.path.isfile(p) and not os.path.islink(p):
+                    with open(p, "rb") as fh:
+                        assert secret not in fh.read().replace(b"\n", b""), p
+
+        # a required ssh mount whose id the target does not forward fails clearly
+        project.write("ARG BASE\nFROM $BASE\nRUN --mount=type=ssh,id=other,required=true true\n",
+                      extra='  ssh = ["default"]\n')
+        bad = project.run("app", check=False, SSH_AUTH_SOCK=agent_sock)
+        assert bad.returncode == 1 and "no SSH key 'other' forwarded" in bad.stderr, bad.stderr[-2000:]
+        assert "Traceback" not in bad.stderr
+    finally:
+        agent.terminate()
+        agent.wait()
