@@ -509,3 +509,18 @@ def test_runc_runtime_state_is_private(runc_binary: str, busybox_rootfs: str, tm
     assert len(set(names)) == 1 and names[0].startswith("bakery-")
     assert names[0] not in default_list[0]
     assert os.listdir(state) == []
+
+
+def test_seccomp_filter_blocks_namespaces_and_mounts(sb: Harness, busybox_rootfs: str) -> None:
+    """runc installs bakery's seccomp filter (bakery/engine/sandbox/seccomp.py):
+    creating a user namespace needs no capability, so only the filter stops
+    it; everything else a step does still works.  The namespace sandbox has
+    no filter."""
+    code, out = sb.sh(busybox_rootfs, "grep '^Seccomp:' /proc/self/status; unshare -U true; "
+                      "echo unshare=$?; echo ok | cat; mkdir -p /tmp/d && ls /tmp")
+    assert code == 0, out
+    assert "ok\n" in out and "d\n" in out
+    if sb.kind == "runc":
+        assert "Seccomp:\t2" in out and "unshare=1" in out and "Operation not permitted" in out, out
+    else:
+        assert "Seccomp:\t0" in out and "unshare=0" in out, out
