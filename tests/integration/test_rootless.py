@@ -9,6 +9,7 @@ docker-registry, and user namespaces an unprivileged user can create.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -36,8 +37,9 @@ def _python_for_nobody(cwd: str) -> str:
     """An interpreter nobody may run that imports this checkout's bakery."""
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ROOT}
     for py in (sys.executable, "/usr/bin/python3"):
-        r = subprocess.run(as_nobody(py, "-c", "import bakery.cli"), cwd=cwd, env=env,
-                           capture_output=True, timeout=60)
+        # the namespace sandbox starts sys.executable again: nobody must be able to
+        check = "import subprocess, sys; subprocess.run([sys.executable, '-c', '0'], check=True); import bakery.cli"
+        r = subprocess.run(as_nobody(py, "-c", check), cwd=cwd, env=env, capture_output=True, timeout=60)
         if r.returncode == 0:
             return py
     pytest.skip(f"no Python that nobody can run imports bakery from {ROOT}")
@@ -118,9 +120,10 @@ def write_project(work: str, dockerfile: str, base: str) -> str:
     return proj
 
 
-def bakery_as_nobody(env: Dict[str, str], proj: str, *args: str) -> subprocess.CompletedProcess:
+def bakery_as_nobody(env: Dict[str, str], proj: str, *args: str, sandbox: str = "") -> subprocess.CompletedProcess:
     e = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": ROOT,
-         "HOME": env["work"], "BAKERY_CACHE_DIR": os.path.join(env["work"], "cache")}
+         "HOME": env["work"], "BAKERY_CACHE_DIR": os.path.join(env["work"], "cache"),
+         "BAKERY_SANDBOX": sandbox}
     return subprocess.run(as_nobody(env["python"], "-m", "bakery", *args), cwd=proj, env=e,
                           capture_output=True, text=True, timeout=600)
 
@@ -136,14 +139,16 @@ RUN id -u > /uid && id -g > /gid && echo hello > /hello && rm -r /data/gone && r
 """
 
 
-def test_run_steps_rootless_end_to_end(rootless) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("sandbox", ["runc", "namespace"])
+def test_run_steps_rootless_end_to_end(rootless, sandbox: str) -> None:  # type: ignore[no-untyped-def]
     proj = write_project(rootless["work"], DOCKERFILE, rootless["base"])
-    info = bakery_as_nobody(rootless, proj, "info")
+    info = bakery_as_nobody(rootless, proj, "info", sandbox=sandbox)
     assert info.returncode == 0, info.stderr
     assert "rootless" in info.stdout and f"uid {NOBODY}" in info.stdout, info.stdout
+    assert ("runc" if sandbox == "runc" else "Linux namespaces") in info.stdout, info.stdout
     assert "snapshotter: copy" in info.stdout, info.stdout
 
-    r = bakery_as_nobody(rootless, proj, "run", "app", "--progress", "plain")
+    r = bakery_as_nobody(rootless, proj, "run", "app", "--progress", "plain", sandbox=sandbox)
     assert r.returncode == 0, r.stderr[-4000:]
     assert "rootless" in r.stderr
     layers = image_layers(os.path.join(proj, "out", "app.tar"))
@@ -177,7 +182,7 @@ def test_run_steps_rootless_end_to_end(rootless) -> None:  # type: ignore[no-unt
     assert not os.path.isdir(tmp) or os.listdir(tmp) == []
 
     # a second run is all cached
-    r2 = bakery_as_nobody(rootless, proj, "run", "app", "--progress", "plain")
+    r2 = bakery_as_nobody(rootless, proj, "run", "app", "--progress", "plain", sandbox=sandbox)
     assert r2.returncode == 0, r2.stderr[-4000:]
     assert "done: 0 steps run" in r2.stderr, r2.stderr[-2000:]
 
@@ -189,3 +194,96 @@ def test_rootless_user_other_than_root_is_a_clear_error(rootless) -> None:  # ty
     assert r.returncode == 1, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     assert "rootless step has only uid 0" in r.stderr, r.stderr[-2000:]
+
+
+SANDBOX_SCRIPT = r'''
+import json, os, sys, threading, time
+from bakery.engine.sandbox import NamespaceSandbox, RuncSandbox, RunSpec, SandboxCancelled, SandboxMount
+from bakery.errors import BakeryError
+
+kind, work = sys.argv[1], sys.argv[2]
+rootfs, tmp = os.path.join(work, "rootfs"), os.path.join(work, "tmp")
+sb = RuncSandbox("runc", tmp_dir=tmp) if kind == "runc" else NamespaceSandbox(tmp_dir=tmp)
+out = {"idmap": list(sb.idmap.__dict__.values()) if sb.idmap else None}
+script = ("id -u; id -g; cat /proc/self/uid_map; hostname; echo x > /dev/null && echo devnull-ok; "
+          "cat /run/secrets/s; echo; echo env=$SECRET_ENV; touch /ro/new 2>/dev/null || echo ro-refused; "
+          "echo t > /t/f && echo tmpfs-ok; echo rw > /made; ls /sys/kernel > /dev/null && echo sys-ok; "
+          "grep -c . /proc/self/mounts > /dev/null && echo proc-ok; exit 3")
+r = sb.run(RunSpec(rootfs=rootfs, args=("/bin/sh", "-c", script), hostname="rl",
+                   mounts=(SandboxMount("secret", "", "/run/secrets/s", data=b"s3cret"),
+                           SandboxMount("bind", os.path.join(work, "ro"), "/ro", readonly=True),
+                           SandboxMount("tmpfs", "", "/t")),
+                   secret_env={"SECRET_ENV": "e3nv"}))
+out["code"], out["output"] = r.exit_code, r.output.decode()
+try:
+    sb.run(RunSpec(rootfs=rootfs, args=("id",), user="alice"))
+    out["alice"] = "ran"
+except BakeryError as e:
+    out["alice"] = str(e)
+cancel = threading.Event()
+threading.Timer(1.0, cancel.set).start()
+started = time.monotonic()
+try:
+    sb.run(RunSpec(rootfs=rootfs, args=("/bin/sh", "-c", "echo rootless-sleeper; sleep 60")), cancel=cancel)
+    out["cancel"] = "not cancelled"
+except SandboxCancelled:
+    out["cancel"] = time.monotonic() - started
+out["tmp_left"] = os.listdir(tmp)
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.parametrize("kind", ["runc", "namespace"])
+def test_sandboxes_run_rootless(kind: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.integration.conftest import make_busybox_rootfs
+
+    if os.geteuid() != 0:
+        pytest.skip("switching to nobody needs root")
+    if kind == "runc" and shutil.which("runc") is None and not os.path.exists("/usr/sbin/runc"):
+        pytest.skip("runc is not installed")
+    if subprocess.run(as_nobody("unshare", "-U", "-r", "true"), capture_output=True).returncode != 0:
+        pytest.skip("an unprivileged user cannot create user namespaces here")
+    work = tempfile.mkdtemp(prefix="bakery-rootless-", dir="/tmp")
+    try:
+        os.chmod(work, 0o755)
+        make_busybox_rootfs(os.path.join(work, "rootfs"))
+        for d in ("ro", "tmp"):
+            os.makedirs(os.path.join(work, d))
+        with open(os.path.join(work, "run.py"), "w") as f:
+            f.write(SANDBOX_SCRIPT)
+        for dirpath, dirs, files in os.walk(work):
+            os.lchown(dirpath, NOBODY, NOBODY)
+            for n in files + dirs:
+                os.lchown(os.path.join(dirpath, n), NOBODY, NOBODY)
+        py = _python_for_nobody(work)
+        r = subprocess.run(as_nobody(py, os.path.join(work, "run.py"), kind, work), cwd=work,
+                           env={"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": ROOT},
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        assert out["idmap"] == [NOBODY, NOBODY]
+        lines = out["output"].splitlines()
+        assert out["code"] == 3, out["output"]
+        assert lines[:3] == ["0", "0", f"0 {NOBODY} 1".replace(" ", "")] or (
+            lines[:2] == ["0", "0"] and lines[2].split() == ["0", str(NOBODY), "1"]), lines
+        for want in ("rl", "devnull-ok", "s3cret", "env=e3nv", "ro-refused", "tmpfs-ok", "sys-ok", "proc-ok"):
+            assert want in lines, (want, lines)
+        assert "cannot run as user 'alice'" in out["alice"]
+        assert isinstance(out["cancel"], float) and out["cancel"] < 30
+        assert out["tmp_left"] == []
+        # the step's file belongs to nobody on the host; nothing of the mounts is left
+        st = os.lstat(os.path.join(work, "rootfs", "made"))
+        assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY)
+        assert not os.path.exists(os.path.join(work, "rootfs", "ro"))
+        assert not os.path.exists(os.path.join(work, "rootfs", "run", "secrets"))
+        assert not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).find(b"rootless-sleeper") >= 0]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""

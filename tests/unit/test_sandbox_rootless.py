@@ -13,6 +13,7 @@ import pytest
 
 from bakery.engine.sandbox import (
     ExecUser,
+    NamespaceSandbox,
     RuncSandbox,
     RunSpec,
     SandboxMount,
@@ -53,7 +54,7 @@ def test_rootless_config_adds_a_user_namespace_with_one_id_each() -> None:
     assert not [m for m in cfg["mounts"] if m["type"] == "cgroup"]
     # /sys cannot be mounted fresh: a read-only bind of the host's
     sys_mount = [m for m in cfg["mounts"] if m["destination"] == "/sys"]
-    assert sys_mount == [{"destination": "/sys", "type": "none", "source": "/sys",
+    assert sys_mount == [{"destination": "/sys", "type": "bind", "source": "/sys",
                           "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}]
     # gid 5 (tty) is not mapped: devpts without gid=
     devpts = next(m for m in cfg["mounts"] if m["type"] == "devpts")
@@ -154,6 +155,13 @@ def test_detect_rootless_runc(monkeypatch) -> None:  # type: ignore[no-untyped-d
     assert isinstance(sb, RuncSandbox) and sb.idmap == MAP
     assert "rootless" in why and "uid 1000/gid 1001" in why and "runc 1.1.5" in why
     assert sb._global("/state")[:4] == ["/usr/sbin/runc", "--root", "/state", "--rootless"]
-    for choice in ("namespace", "crun"):
-        sb, why = detect_sandbox(choice)
-        assert isinstance(sb, UnavailableSandbox) and "rootless" in why
+    sb, why = detect_sandbox("crun")
+    assert isinstance(sb, UnavailableSandbox) and "rootless" in why
+    sb, why = detect_sandbox("namespace")
+    assert isinstance(sb, NamespaceSandbox) and sb.idmap == MAP
+    assert "Linux namespaces" in why and "uid 1000/gid 1001" in why
+    monkeypatch.setattr(detect, "find_runtime", lambda name: None)
+    sb, why = detect_sandbox()
+    assert isinstance(sb, NamespaceSandbox) and "no runc installed" in why and "rootless" in why
+    sb, why = detect_sandbox("runc")
+    assert isinstance(sb, UnavailableSandbox) and "runc" in why

@@ -35,9 +35,10 @@ def detect_sandbox(prefer: Optional[str] = None, allow_network_host: bool = Fals
 
     Order: runc, crun, the namespace fallback.  ``prefer`` (or the
     ``BAKERY_SANDBOX`` environment variable) is ``runc``, ``crun`` or
-    ``namespace``.  Not as root, only runc is used, rootless (see
-    :mod:`.rootless`); without it (or without user namespaces) the result
-    is an :class:`UnavailableSandbox` that explains why."""
+    ``namespace``.  Not as root, runc or else the namespace sandbox run
+    rootless (see :mod:`.rootless`; crun is not used); without user
+    namespaces the result is an :class:`UnavailableSandbox` that explains
+    why."""
     choice = (prefer or os.environ.get("BAKERY_SANDBOX", "")).strip().lower() or "auto"
     if choice not in ("auto", "runc", "crun", "namespace"):
         raise BakeryError(f"unknown sandbox {choice!r}", hint="one of: runc, crun, namespace")
@@ -68,9 +69,10 @@ def detect_sandbox(prefer: Optional[str] = None, allow_network_host: bool = Fals
 
 def _rootless(choice: str, allow_network_host: bool, tmp_dir: Optional[str]) -> Tuple[Any, str]:
     uid, gid = os.getuid(), os.getgid()
-    if choice in ("crun", "namespace"):
-        reason = (f"not root, and the {choice} sandbox needs root: rootless RUN steps use runc "
-                  "--rootless")
+    mapping = (f"rootless: not root, so a user namespace maps uid {uid}/gid {gid} to root "
+               "(a single-id mapping: steps run as root only)")
+    if choice == "crun":
+        reason = "not root, and rootless runs use runc --rootless or the namespace sandbox, not crun"
         return UnavailableSandbox(reason, hint="unset BAKERY_SANDBOX, or run bakery as root"), reason
     try:
         with open("/proc/sys/user/max_user_namespaces", encoding="ascii") as f:
@@ -82,12 +84,18 @@ def _rootless(choice: str, allow_network_host: bool, tmp_dir: Optional[str]) -> 
         reason = f"not root, and rootless runs need user namespaces: {problem}"
         return UnavailableSandbox(reason, hint="run bakery as root, or enable user namespaces "
                                   "(sysctl user.max_user_namespaces=15000)"), reason
-    path = find_runtime("runc")
-    if path is None:
-        reason = "not root, and rootless runs need runc (runc --rootless), which is not installed"
-        return UnavailableSandbox(reason, hint="apt-get install runc, or run bakery as root"), reason
-    sb = RuncSandbox(path, allow_network_host=allow_network_host, tmp_dir=tmp_dir)
-    ver = sb.version()
-    why = (f"runc{' ' + ver if ver else ''} at {path}, rootless: not root, so a user namespace "
-           f"maps uid {uid}/gid {gid} to root (a single-id mapping: steps run as root only)")
-    return sb, why
+    path = find_runtime("runc") if choice != "namespace" else None
+    if path is not None:
+        sb = RuncSandbox(path, allow_network_host=allow_network_host, tmp_dir=tmp_dir)
+        ver = sb.version()
+        return sb, f"runc{' ' + ver if ver else ''} at {path}, {mapping}"
+    if choice == "runc":
+        reason = "runc was asked for but is not installed"
+        return UnavailableSandbox(reason, hint="apt-get install runc"), reason
+    unsupported = namespace_support()
+    if unsupported is not None:
+        return UnavailableSandbox(unsupported), unsupported
+    why = "Linux namespaces through a Python helper"
+    if choice == "auto":
+        why += " (no runc installed; no cgroups, seccomp or device isolation)"
+    return NamespaceSandbox(allow_network_host=allow_network_host, tmp_dir=tmp_dir), f"{why}, {mapping}"

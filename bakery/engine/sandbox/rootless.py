@@ -1,8 +1,9 @@
 """Rootless runs: RUN steps when bakery does not run as root.
 
 The step runs in a user namespace where the invoking user is root
-(``runc --rootless``, or crun, with a ``user`` namespace and a single-id
-mapping ``0 -> getuid()``, ``0 -> getgid()``).  What follows from that:
+(``runc --rootless``, or the namespace sandbox's helper, with a ``user``
+namespace and a single-id mapping ``0 -> getuid()``, ``0 -> getgid()``).
+What follows from that:
 
 * inside the step everything runs as uid 0 / gid 0; a ``USER`` other than
   root, ``chown`` to another id and ``setuid`` fail (those ids are not
@@ -123,7 +124,7 @@ def rootless_config(config: Dict[str, Any], idmap: IdMap) -> Dict[str, Any]:
         if m.get("type") == "cgroup":
             continue
         if m.get("destination") == "/sys":
-            m = {"destination": "/sys", "type": "none", "source": "/sys",
+            m = {"destination": "/sys", "type": "bind", "source": "/sys",
                  "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
         else:
             m = dict(m, options=[o for o in m.get("options", []) if not o.startswith("gid=")])
