@@ -370,6 +370,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"platform:    {local_platform()}")
     print(f"sandbox:     {why}")
     print(f"snapshotter: {mode} ({mwhy})")
+    from bakery.engine.emulation import emulation_status
+
+    print(f"emulation:   {emulation_status()}")
     print(f"store:       {store.root}")
     return 0
 

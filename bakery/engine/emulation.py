@@ -38,6 +38,7 @@ __all__ = [
     "Handler",
     "builtin_handler",
     "debian_handlers",
+    "emulation_status",
     "ensure_emulator",
     "native",
     "parse_debian_binfmt",
@@ -256,6 +257,31 @@ def setup_emulation(arches: Sequence[str] = ()) -> List[str]:
         handlers.pop(host_q, None)
     _mount_binfmt()
     return [_register(handlers[q]) for q in sorted(handlers)]
+
+
+def emulation_status() -> str:
+    """One line for ``bakery info``: the qemu handlers RUN steps can use."""
+    try:
+        names = sorted(n for n in os.listdir(BINFMT) if n.startswith("qemu-"))
+    except OSError:
+        return f"binfmt_misc is not mounted at {BINFMT} (bakery setup emulation mounts it)"
+    usable: List[str] = []
+    unusable: List[str] = []
+    for n in names:
+        entry = _read_entry(n)
+        if entry is None:
+            continue
+        (usable if _usable(entry) else unusable).append(n[len("qemu-"):])
+    if not usable:
+        line = "no qemu handler with the fix-binary flag: foreign platforms cannot run RUN steps"
+        hint = " (run `bakery setup emulation` as root)"
+        if not debian_handlers():
+            hint = " (apt-get install qemu-user-static, then `bakery setup emulation` as root)"
+        return line + hint
+    line = "qemu for " + ", ".join(usable)
+    if unusable:
+        line += f"; not usable (disabled or without F): {', '.join(unusable)}"
+    return line
 
 
 def ensure_emulator(arch: str) -> Optional[str]:

@@ -96,3 +96,20 @@ def test_setup_needs_root(monkeypatch) -> None:  # type: ignore[no-untyped-def]
 def test_ensure_emulator_native_is_nothing() -> None:
     host = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
     assert emulation.ensure_emulator(host) is None
+
+
+def test_emulation_status(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    binfmt = tmp_path / "binfmt"
+    binfmt.mkdir()
+    monkeypatch.setattr(emulation, "BINFMT", str(binfmt))
+    monkeypatch.setattr(emulation, "debian_handlers", lambda directory="": {})
+    assert emulation.emulation_status().startswith("no qemu handler with the fix-binary flag")
+    assert "apt-get install qemu-user-static" in emulation.emulation_status()
+    (binfmt / "qemu-aarch64").write_text("enabled\ninterpreter /q/aarch64\nflags: POF\n")
+    (binfmt / "qemu-riscv64").write_text("enabled\ninterpreter /q/riscv64\nflags: P\n")
+    (binfmt / "qemu-arm").write_text("disabled\ninterpreter /q/arm\nflags: F\n")
+    (binfmt / "register").write_text("")
+    assert emulation.emulation_status() == (
+        "qemu for aarch64; not usable (disabled or without F): arm, riscv64")
+    monkeypatch.setattr(emulation, "BINFMT", str(tmp_path / "none"))
+    assert "not mounted" in emulation.emulation_status()
