@@ -264,7 +264,7 @@ class Engine:
     def _exec(self, key: str, op: Exec, inputs: Mapping[str, State], keys: _KeyIndex,
               cancel: threading.Event) -> State:
         from bakery.engine.sandbox import RunSpec, SandboxMount
-        from bakery.engine.sandbox.ssh import ssh_env
+        from bakery.engine.sandbox.ssh import SocketRelay, ssh_env
 
         base = inputs[keys.of(op.rootfs)]
         if op.network == "host" and not self.allow_network_host:
@@ -305,6 +305,8 @@ class Engine:
                             uid=m.uid or 0, gid=m.gid or 0))
                 elif m.type == "ssh":
                     sid = m.secret_id or "default"
+                    target = m.target or "/run/buildkit/ssh_agent.0"
+                    first_ssh = first_ssh or target  # BuildKit: the first ssh mount, forwarded or not
                     sock = (self.ssh.get(sid) if self.ssh is not None
                             else os.environ.get("SSH_AUTH_SOCK"))
                     if not sock:
@@ -313,9 +315,9 @@ class Engine:
                                               hint=f'add ssh = ["{sid}"] (the agent at $SSH_AUTH_SOCK) or '
                                                    f'["{sid}=/path/to/key"] to the target')
                         continue
-                    target = m.target or "/run/buildkit/ssh_agent.0"
-                    first_ssh = first_ssh or target
-                    mounts.append(SandboxMount("bind", sock, target, readonly=False))
+                    relay = stack.enter_context(SocketRelay(
+                        sock, None, m.uid or 0, m.gid or 0, 0o600 if m.mode is None else m.mode))
+                    mounts.append(SandboxMount("bind", relay.path, target, readonly=False))
             fs = stack.enter_context(self.snaps.writable(base.layers))
             spec = RunSpec(
                 rootfs=fs.path, args=op.args, env=tuple(ssh_env(op.env, first_ssh)), cwd=op.cwd or "/",

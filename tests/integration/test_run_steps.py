@@ -356,14 +356,25 @@ RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh \\
     echo "$SSH_AUTH_SOCK" > /sock && {add} -l > /default-keys
 RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh,id=deploy,target=/run/deploy.sock \\
     SSH_AUTH_SOCK=/run/deploy.sock {add} -l > /deploy-keys && ls /run/buildkit > /left 2>&1 || true
+USER 1000
+RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh,uid=1000,mode=0600 \\
+    --mount=type=ssh,target=/run/root.sock \\
+    stat -c '%u %a' "$SSH_AUTH_SOCK" /run/root.sock > /tmp/owners && {add} -l > /tmp/user-keys \\
+ && (SSH_AUTH_SOCK=/run/root.sock {add} -l > /tmp/root-sock 2>&1; echo "rc=$?" >> /tmp/root-sock)
 """, extra=f'  ssh = ["default", "deploy={os.path.join(keys, "file_key")}"]\n')
         r = project.run("app", SSH_AUTH_SOCK=agent_sock)
-        last2, last = project.layers()[-2:]
+        last2, last, user_layer = project.layers()[-3:]
         assert last2["sock"][1] == b"/run/buildkit/ssh_agent.0\n"
         default_keys = last2["default-keys"][1].decode()
         assert agent_fp in default_keys and "in-the-agent" in default_keys and file_fp not in default_keys
         deploy_keys = last["deploy-keys"][1].decode()
         assert file_fp in deploy_keys and "from-a-file" in deploy_keys and agent_fp not in deploy_keys
+        # a step of user 1000 uses a socket given to uid 1000; the default
+        # socket (0:0, 0600, as BuildKit's) is closed to it
+        assert user_layer["tmp/owners"][1] == b"1000 600\n0 600\n"
+        assert agent_fp in user_layer["tmp/user-keys"][1].decode()
+        assert user_layer["tmp/root-sock"][1].decode().strip().endswith("rc=2"), user_layer["tmp/root-sock"]
+        assert not [d for d in os.listdir("/tmp") if d.startswith("bakery-ssh-relay-")]
         # the socket mounts left nothing in the layers
         assert not [n for n in (*last2, *last) if n.startswith(("run/buildkit", "run/deploy"))]
         # the private agent bakery started for the key file is gone

@@ -58,3 +58,55 @@ def test_sockets_are_forwarded_as_they_are(sock: str) -> None:
     with SSHAgents.start({"default": ("socket", [sock])}) as agents:
         assert agents.sockets == {"default": sock}
     assert os.path.exists(sock)  # not the run's to remove
+
+
+def test_socket_relay_forwards_connections(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import stat
+    import threading
+
+    from bakery.engine.sandbox.ssh import SocketRelay
+
+    upstream = str(tmp_path / "up.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(upstream)
+    server.listen(4)
+
+    def echo() -> None:
+        for _ in range(2):
+            c, _ = server.accept()
+            with c:
+                while True:
+                    data = c.recv(100)
+                    if not data:
+                        break
+                    c.sendall(b"agent:" + data)
+
+    threading.Thread(target=echo, daemon=True).start()
+    with SocketRelay(upstream, str(tmp_path), mode=0o660) as relay:
+        st = os.stat(relay.path)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+        assert stat.S_IMODE(os.stat(relay.dir).st_mode) == 0o700
+        for msg in (b"one", b"two"):
+            c = socket.socket(socket.AF_UNIX)
+            c.connect(relay.path)
+            c.sendall(msg)
+            c.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                data = c.recv(100)
+                if not data:
+                    break
+                got += data
+            c.close()
+            assert got == b"agent:" + msg
+        d = relay.dir
+    assert not os.path.exists(d)
+    server.close()
+
+
+def test_socket_relay_rootless_ids(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bakery.engine.sandbox.ssh import SocketRelay
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(BakeryError, match="rootless step has only uid 0"):
+        SocketRelay(str(tmp_path / "x"), str(tmp_path), uid=1000)

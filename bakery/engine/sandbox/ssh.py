@@ -7,9 +7,11 @@ attribute (buildx's ``--ssh``):
   for the run (in a 0700 directory), holding those keys, stopped and removed
   when the run ends.
 
-A step's ssh mount is the agent socket bound at its target
-(``/run/buildkit/ssh_agent.N`` by default), and ``SSH_AUTH_SOCK`` points at
-the first one unless the step's environment sets it (as BuildKit does).  An
+A step's ssh mount is a :class:`SocketRelay`: a socket of the mount's
+uid/gid/mode (default 0:0, 0600, as BuildKit's) in a private directory,
+bound at its target (``/run/buildkit/ssh_agent.N`` by default), whose
+connections are relayed to the agent; ``SSH_AUTH_SOCK`` points at the first
+ssh mount unless the step's environment sets it (as BuildKit does).  An
 id that was not forwarded is an error when the mount is ``required``, else
 the mount is left out, as BuildKit does.  Only the socket is shared: keys
 never reach a layer, a cache key or a log.
@@ -23,18 +25,22 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from bakery.errors import BakeryError
 
-__all__ = ["SSHAgents", "plan_ssh", "ssh_env"]
+__all__ = ["SSHAgents", "SocketRelay", "plan_ssh", "ssh_env"]
 
 #: id -> ("socket", [path]) | ("keys", [paths])
 Plan = Dict[str, Tuple[str, List[str]]]
@@ -152,6 +158,92 @@ class SSHAgents:
         self._dirs = []
 
     def __enter__(self) -> SSHAgents:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SocketRelay:
+    """A socket for one ssh mount that relays each connection to
+    ``upstream`` (the agent); owned by ``uid``:``gid`` with ``mode``, in a
+    new 0700 directory under ``tmp_dir`` (default: the system's, as socket
+    paths are limited to 108 bytes); :meth:`close` stops it and removes the
+    directory."""
+
+    def __init__(self, upstream: str, tmp_dir: Optional[str] = None, uid: int = 0, gid: int = 0,
+                 mode: int = 0o600):
+        if os.geteuid() != 0 and (uid or gid):
+            raise BakeryError(f"ssh mount uid={uid},gid={gid} needs root (a rootless step has only "
+                              "uid 0 and gid 0)", hint="drop uid/gid from the mount, or run bakery as root")
+        self.upstream = upstream
+        self.dir = tempfile.mkdtemp(prefix="bakery-ssh-relay-", dir=tmp_dir)
+        # 0700: only the runtime (root, or the rootless user) binds it; the
+        # step reaches the socket through its mount, not through this path
+        self.path = os.path.join(self.dir, "agent.sock")
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._stop = threading.Event()
+        self._conns: List[socket.socket] = []
+        self._lock = threading.Lock()
+        try:
+            self._listener.bind(self.path)
+            if os.geteuid() == 0:
+                os.chown(self.path, uid, gid)
+            os.chmod(self.path, mode)
+            self._listener.listen(16)
+        except BaseException:
+            self._listener.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+        self._thread = threading.Thread(target=self._accept, name="bakery-ssh-relay", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([self._listener], [], [], 0.1)
+                if not ready:
+                    continue
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                agent.connect(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, agent]
+            for a, b in ((client, agent), (agent, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+        with self._lock:
+            for c in self._conns:
+                with contextlib.suppress(OSError):
+                    c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            self._conns = []
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> SocketRelay:
         return self
 
     def __exit__(self, *exc: object) -> None:
