@@ -445,6 +445,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        if args.command in ("run", "info", "cache"):
+            # not root, with subordinate ids: again, inside a user namespace
+            from bakery.engine.sandbox.userns import reexec
+
+            code = reexec(list(sys.argv[1:] if argv is None else argv))
+            if code is not None:
+                return code
         return COMMANDS[args.command](args)
     except BakeryError as e:
         if args.debug:

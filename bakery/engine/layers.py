@@ -339,7 +339,7 @@ def apply_layer(src: IO[bytes], root: str, overlay: bool = False) -> None:
                 try:
                     os.mknod(dest, kind | 0o600, os.makedev(ti.devmajor, ti.devminor))
                 except PermissionError:
-                    if os.geteuid() == 0:
+                    if os.geteuid() == 0 and not _in_user_namespace():
                         raise
                     continue  # not root: device nodes cannot be made (containerd skips them too)
             elif ti.isfifo():
@@ -355,6 +355,14 @@ def apply_layer(src: IO[bytes], root: str, overlay: bool = False) -> None:
             os.chmod(path, dir_modes[path])
         with contextlib.suppress(OSError):
             os.utime(path, (mtime, mtime))
+
+
+def _in_user_namespace() -> bool:
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
 
 
 def _set_meta(path: str, ti: tarfile.TarInfo) -> None:

@@ -43,6 +43,7 @@ from typing import IO, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from bakery.engine import layers
 from bakery.engine.sandbox.rootless import IdMap, current_idmap, layer_owner
+from bakery.engine.sandbox.userns import in_user_namespace
 from bakery.engine.store import Store
 from bakery.errors import BakeryError
 
@@ -61,6 +62,8 @@ def detect_mode(scratch: str) -> Tuple[str, str]:
         return os.environ["BAKERY_SNAPSHOTTER"], "chosen by BAKERY_SNAPSHOTTER"
     if os.geteuid() != 0:
         return "copy", "not running as root (rootless overlayfs is not used yet)"
+    if in_user_namespace():
+        return "copy", "in a user namespace (overlayfs' trusted.* xattrs need the host's root)"
     try:
         with open("/proc/filesystems") as fh:
             if "overlay" not in fh.read():
@@ -181,7 +184,9 @@ class Snapshotter:
         else:
             self.why = "chosen by the caller"
         self.mode = mode
-        self.idmap: Optional[IdMap] = current_idmap() if mode == "copy" else None
+        # not root: the step's view of owners (the re-executed namespace of
+        # userns.py is root for this purpose: chown works there)
+        self.idmap: Optional[IdMap] = current_idmap() if mode == "copy" and os.geteuid() != 0 else None
         os.makedirs(os.path.join(store.root, "layers"), exist_ok=True)
 
     def layer_dir(self, diff_id: str) -> str:

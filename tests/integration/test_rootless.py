@@ -204,7 +204,7 @@ from bakery.errors import BakeryError
 kind, work = sys.argv[1], sys.argv[2]
 rootfs, tmp = os.path.join(work, "rootfs"), os.path.join(work, "tmp")
 sb = RuncSandbox("runc", tmp_dir=tmp) if kind == "runc" else NamespaceSandbox(tmp_dir=tmp)
-out = {"idmap": list(sb.idmap.__dict__.values()) if sb.idmap else None}
+out = {"idmap": [sb.idmap.uid, sb.idmap.gid] if sb.idmap else None}
 script = ("id -u; id -g; cat /proc/self/uid_map; hostname; echo x > /dev/null && echo devnull-ok; "
           "cat /run/secrets/s; echo; echo env=$SECRET_ENV; touch /ro/new 2>/dev/null || echo ro-refused; "
           "echo t > /t/f && echo tmpfs-ok; echo rw > /made; ls /sys/kernel > /dev/null && echo sys-ok; "
@@ -287,3 +287,88 @@ def _cmdline(pid: str) -> bytes:
             return f.read()
     except OSError:
         return b""
+
+
+# -- subordinate ids (bakery re-executes itself in a user namespace) --------------
+
+SUBID_DOCKERFILE = """\
+ARG BASE
+FROM $BASE
+COPY --chown=1000:1000 hello.txt /home/alice/hello.txt
+RUN cat /proc/self/uid_map | tr -s ' ' > /uid_map && mkdir -p /srv/www && chown 33:33 /srv/www \\
+ && echo more >> /home/alice/notes && touch /srv/www/index && chown 33:44 /srv/www/index
+USER 1000:1000
+RUN --mount=type=cache,target=/cache,uid=1000,gid=1000 \\
+    id -u > /tmp/who && echo x >> /cache/log && wc -l < /cache/log > /tmp/cache-count \\
+ && echo mine > /home/alice/mine
+"""
+
+
+@pytest.fixture()
+def subid_user(rootless):  # type: ignore[no-untyped-def]
+    """A throwaway user with subordinate ids (useradd gives them), removed after."""
+    for tool in ("newuidmap", "newgidmap", "useradd", "userdel"):
+        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
+            pytest.skip(f"{tool} is not installed (Debian packages uidmap, passwd)")
+    name = f"bkrl{os.getpid() % 100000}"
+    r = subprocess.run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", name], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"useradd failed: {r.stderr.strip()}")
+    try:
+        import pwd
+
+        pw = pwd.getpwnam(name)
+        with open("/etc/subuid") as f:
+            if not any(line.startswith(name + ":") for line in f):
+                pytest.skip("useradd gave no subordinate ids (SUB_UID_COUNT in /etc/login.defs)")
+        for dirpath, _dirs, files in os.walk(rootless["work"]):
+            os.lchown(dirpath, pw.pw_uid, pw.pw_gid)
+            for n in files:
+                os.lchown(os.path.join(dirpath, n), pw.pw_uid, pw.pw_gid)
+        yield pw
+    finally:
+        # the store holds files of subordinate ids: bakery removes them in its namespace
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def test_run_steps_rootless_with_subordinate_ids(rootless, subid_user) -> None:  # type: ignore[no-untyped-def]
+    pw = subid_user
+    proj = write_project(rootless["work"], SUBID_DOCKERFILE, rootless["base"])
+    with open(os.path.join(proj, "hello.txt"), "w") as f:
+        f.write("hi\n")
+    for dirpath, dirs, files in os.walk(rootless["work"]):
+        for n in [*dirs, *files]:
+            os.lchown(os.path.join(dirpath, n), pw.pw_uid, pw.pw_gid)
+    e = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": ROOT,
+         "HOME": rootless["work"], "BAKERY_CACHE_DIR": os.path.join(rootless["work"], "cache")}
+    who = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--",
+           rootless["python"], "-m", "bakery"]
+
+    def bakery(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*who, *args], cwd=proj, env=e, capture_output=True, text=True, timeout=600)
+
+    info = bakery("info")
+    assert info.returncode == 0, info.stderr
+    assert "subordinate ids" in info.stdout and "snapshotter: copy" in info.stdout, info.stdout
+    for n in (1, 2):
+        r = bakery("run", "app", "--progress", "plain", *(["--no-cache"] if n == 2 else []))
+        assert r.returncode == 0, r.stderr[-4000:]
+        layers = image_layers(os.path.join(proj, "out", "app.tar"))
+        run1, run2 = layers[-2:]
+        owner = {name: (ti.uid, ti.gid) for layer in layers[-3:] for name, (ti, _) in layer.items()}
+        # the step ran in a namespace where root is the user and 1.. its subordinate ids
+        with open("/etc/subuid") as f:
+            start, count = next(line.strip().split(":")[1:] for line in f
+                                if line.startswith(pw.pw_name + ":"))
+        assert [ln.split() for ln in run1["uid_map"][1].decode().splitlines()] == [
+            ["0", str(pw.pw_uid), "1"], ["1", start, count]]
+        # COPY --chown, chown in a step, a base file changed in place, USER 1000
+        assert owner["home/alice/hello.txt"] == (1000, 1000)
+        assert owner["srv/www"] == (33, 33) and owner["srv/www/index"] == (33, 44)
+        assert owner["home/alice/notes"] == (1000, 1000)
+        assert run2["tmp/who"][1] == b"1000\n" and owner["home/alice/mine"] == (1000, 1000)
+        # a cache mount of uid 1000, kept across runs
+        assert run2["tmp/cache-count"][1].strip() == str(n).encode()
+    # the store's files of subordinate ids go with bakery's own prune
+    r = bakery("cache", "prune", "--all")
+    assert r.returncode == 0, r.stderr

@@ -165,3 +165,38 @@ def test_detect_rootless_runc(monkeypatch) -> None:  # type: ignore[no-untyped-d
     assert isinstance(sb, NamespaceSandbox) and "no runc installed" in why and "rootless" in why
     sb, why = detect_sandbox("runc")
     assert isinstance(sb, UnavailableSandbox) and "runc" in why
+
+
+# -- subordinate ids (userns.py) ------------------------------------------------------
+
+
+def test_parse_subid() -> None:
+    from bakery.engine.sandbox.userns import parse_subid
+
+    text = "# comment\nalice:100000:65536\n1001:200000:65536\nbob:300000:0\nbad line\nalice:x:1\n"
+    assert parse_subid(text, "alice", 1000) == [(100000, 65536)]
+    assert parse_subid(text, "carol", 1001) == [(200000, 65536)]
+    assert parse_subid(text, "bob", 1002) == []
+
+
+def test_map_args_and_uid_map() -> None:
+    from bakery.engine.sandbox.userns import map_args, parse_uid_map
+
+    assert map_args(1000, [(100000, 65536), (300000, 10)]) == ["0", "1000", "1", "1", "100000", "65536"]
+    assert map_args(1000, []) == ["0", "1000", "1"]
+    assert parse_uid_map("         0       1001          1\n         1     100000      65536\n") == [
+        (0, 1001, 1), (1, 100000, 65536)]
+
+
+def test_idmap_of_a_range() -> None:
+    whole = IdMap(0, 0, 65537)  # inside bakery's own namespace
+    assert whole.to_inside(1000, 33) == (1000, 33) and whole.to_inside(70000, 0) == (65534, 0)
+    check_user(ExecUser(1000, 1000, (50,)), "alice", whole)
+    with pytest.raises(BakeryError, match="maps ids 0 to 65536 only"):
+        check_user(ExecUser(70000, 0), "big", whole)
+    # the identity: no nested user namespace, and gid 5 is mapped (devpts keeps gid=5)
+    cfg = rootless_config(_config(), whole)
+    assert "user" not in [ns["type"] for ns in cfg["linux"]["namespaces"]]
+    assert "uidMappings" not in cfg["linux"] and "resources" not in cfg["linux"]
+    devpts = next(m for m in cfg["mounts"] if m["type"] == "devpts")
+    assert "gid=5" in devpts["options"]

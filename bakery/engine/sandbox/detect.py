@@ -8,9 +8,10 @@ from typing import Any, Optional, Tuple
 from bakery.errors import BakeryError
 
 from .namespace import NamespaceSandbox, namespace_support
-from .rootless import userns_support
+from .rootless import current_idmap, userns_support
 from .runc import RuncSandbox, find_runtime
 from .spec import OutputCallback, RunResult, RunSpec
+from .userns import reexecuted
 
 __all__ = ["UnavailableSandbox", "detect_sandbox"]
 
@@ -42,7 +43,7 @@ def detect_sandbox(prefer: Optional[str] = None, allow_network_host: bool = Fals
     choice = (prefer or os.environ.get("BAKERY_SANDBOX", "")).strip().lower() or "auto"
     if choice not in ("auto", "runc", "crun", "namespace"):
         raise BakeryError(f"unknown sandbox {choice!r}", hint="one of: runc, crun, namespace")
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 or reexecuted():
         return _rootless(choice, allow_network_host, tmp_dir)
     runtimes = ("runc", "crun") if choice == "auto" else (choice,) if choice != "namespace" else ()
     for name in runtimes:
@@ -71,6 +72,14 @@ def _rootless(choice: str, allow_network_host: bool, tmp_dir: Optional[str]) -> 
     uid, gid = os.getuid(), os.getgid()
     mapping = (f"rootless: not root, so a user namespace maps uid {uid}/gid {gid} to root "
                "(a single-id mapping: steps run as root only)")
+    if reexecuted():
+        idmap = current_idmap()
+        n = idmap.size if idmap is not None else 0
+        mapping = (f"rootless: bakery runs in a user namespace of {n} ids (the invoking user is root, "
+                   "then its subordinate ids from /etc/subuid and /etc/subgid)")
+        if choice == "namespace":
+            reason = "the namespace sandbox cannot nest subordinate ids; rootless with them needs runc"
+            return UnavailableSandbox(reason, hint="unset BAKERY_SANDBOX, or set BAKERY_USERNS=0"), reason
     if choice == "crun":
         reason = "not root, and rootless runs use runc --rootless or the namespace sandbox, not crun"
         return UnavailableSandbox(reason, hint="unset BAKERY_SANDBOX, or run bakery as root"), reason

@@ -114,7 +114,7 @@ class NamespaceSandbox:
             config = build_oci_config(spec, prep.user, env, prep.hosts_path, prep.resolv_path,
                                       prep.mount_sources, with_cgroup=False)
             if self.idmap is not None:
-                check_user(prep.user, spec.user)
+                check_user(prep.user, spec.user, self.idmap)
                 config = rootless_config(config, self.idmap)
             data = json.dumps(config).encode()
             del env, config

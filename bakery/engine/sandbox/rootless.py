@@ -19,9 +19,13 @@ What follows from that:
   its PID namespace), /sys is a read-only bind of the host's, devices are
   bind mounts of the host's.
 
-Subordinate id ranges (/etc/subuid with newuidmap) are deliberately not
-used: files a step creates as a subordinate id could then be neither read
-(to make the layer) nor removed by the invoking user outside the namespace.
+With subordinate ids (/etc/subuid, /etc/subgid and Debian's uidmap) bakery
+instead re-executes itself inside a user namespace that has them
+(userns.py): it is then root there (``IdMap(0, 0, n)``), extracts, reads and
+removes root filesystems in that namespace, and the steps share its ids (no
+nested user namespace): ``USER``, chown and ``COPY --chown`` work and the
+layers keep the owners the steps gave.  Without them, the single-id mapping
+above.
 
 Everything here is pure and unit-tested except :func:`current_idmap`.
 """
@@ -41,27 +45,36 @@ __all__ = ["IdMap", "check_user", "current_idmap", "layer_owner", "rootless_conf
 
 @dataclass(frozen=True)
 class IdMap:
-    """The invoking user's ids on the host, each mapped to 0 in the step."""
+    """Ids ``0..size-1`` of the step are ``uid..uid+size-1`` (``gid...``)
+    outside: the invoking user's own ids (size 1), or, in the namespace
+    bakery re-executed itself in (userns.py), all of its ids (uid 0)."""
 
     uid: int
     gid: int
+    size: int = 1
 
     def uid_mappings(self) -> List[Dict[str, int]]:
-        return [{"containerID": 0, "hostID": self.uid, "size": 1}]
+        return [{"containerID": 0, "hostID": self.uid, "size": self.size}]
 
     def gid_mappings(self) -> List[Dict[str, int]]:
-        return [{"containerID": 0, "hostID": self.gid, "size": 1}]
+        return [{"containerID": 0, "hostID": self.gid, "size": self.size}]
+
+    def mapped(self, i: int) -> bool:
+        return 0 <= i < self.size
 
     def to_inside(self, uid: int, gid: int) -> Tuple[int, int]:
         """The ids a host owner has in the step's view (unmapped ids are
         the overflow id 65534, as the kernel shows them)."""
-        return (0 if uid == self.uid else 65534, 0 if gid == self.gid else 65534)
+        u, g = uid - self.uid, gid - self.gid
+        return (u if self.mapped(u) else 65534, g if self.mapped(g) else 65534)
 
 
 def current_idmap() -> Optional[IdMap]:
     """The mapping to use: None when running as root (no user namespace)."""
+    from .userns import namespace_ids, reexecuted
+
     if os.geteuid() == 0:
-        return None
+        return IdMap(0, 0, namespace_ids()) if reexecuted() else None
     return IdMap(os.getuid(), os.getgid())
 
 
@@ -79,15 +92,23 @@ def userns_support(max_user_namespaces: Optional[str]) -> Optional[str]:
     return None
 
 
-def check_user(user: ExecUser, spec_user: str) -> None:
-    """A rootless step can only run as root (the one mapped id)."""
+def check_user(user: ExecUser, spec_user: str, idmap: Optional[IdMap] = None) -> None:
+    """A rootless step can only run as a mapped id (only root with a
+    single-id mapping)."""
+    size = idmap.size if idmap is not None else 1
     ids = [user.uid, user.gid, *user.additional_gids]
-    if any(i != 0 for i in ids):
+    if any(not 0 <= i < size for i in ids):
+        if size == 1:
+            raise BakeryError(
+                f"cannot run as user {spec_user!r} (uid {user.uid}, gid {user.gid}) without root: "
+                "a rootless step has only uid 0 and gid 0 (the invoking user mapped to root)",
+                hint="run bakery as root, give the user subordinate ids (/etc/subuid, /etc/subgid, "
+                     "Debian's uidmap), or drop the USER instruction before this RUN",
+            )
         raise BakeryError(
-            f"cannot run as user {spec_user!r} (uid {user.uid}, gid {user.gid}) without root: "
-            "a rootless step has only uid 0 and gid 0 (the invoking user mapped to root)",
-            hint="run bakery as root, or drop the USER instruction before this RUN",
-        )
+            f"cannot run as user {spec_user!r} (uid {user.uid}, gid {user.gid}): the rootless "
+            f"user namespace maps ids 0 to {size - 1} only",
+            hint="give the user a larger range in /etc/subuid and /etc/subgid, or run bakery as root")
 
 
 def layer_owner(host_uid: int, host_gid: int, idmap: IdMap,
@@ -104,18 +125,29 @@ def layer_owner(host_uid: int, host_gid: int, idmap: IdMap,
     return idmap.to_inside(host_uid, host_gid)
 
 
+def _mapped_option(opt: str, idmap: IdMap) -> bool:
+    try:
+        return idmap.mapped(int(opt.partition("=")[2]))
+    except ValueError:
+        return False
+
+
 def rootless_config(config: Dict[str, Any], idmap: IdMap) -> Dict[str, Any]:
     """A root spec made rootless (as ``runc spec --rootless`` does): a user
-    namespace with the single-id mappings, no cgroup resources or cgroup
-    mount, /sys bound from the host, devpts without a gid= (gid 5 is not
-    mapped)."""
+    namespace with the mappings (none inside bakery's own namespace, where
+    ``idmap`` is the identity), no cgroup resources or cgroup
+    mount, /sys bound from the host, devpts without a gid= that is not
+    mapped (gid 5 with a single-id mapping)."""
     cfg = dict(config)
     linux = dict(cfg.get("linux") or {})
-    namespaces = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "user"]
-    namespaces.append({"type": "user"})
-    linux["namespaces"] = namespaces
-    linux["uidMappings"] = idmap.uid_mappings()
-    linux["gidMappings"] = idmap.gid_mappings()
+    if (idmap.uid, idmap.gid) != (0, 0):
+        namespaces = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "user"]
+        namespaces.append({"type": "user"})
+        linux["namespaces"] = namespaces
+        linux["uidMappings"] = idmap.uid_mappings()
+        linux["gidMappings"] = idmap.gid_mappings()
+    # else: bakery's own namespace (userns.py), whose ids the step shares as
+    # they are (the kernel refuses a nested map of its root to its root)
     linux.pop("resources", None)
     linux.pop("cgroupsPath", None)
     cfg["linux"] = linux
@@ -127,7 +159,8 @@ def rootless_config(config: Dict[str, Any], idmap: IdMap) -> Dict[str, Any]:
             m = {"destination": "/sys", "type": "bind", "source": "/sys",
                  "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
         else:
-            m = dict(m, options=[o for o in m.get("options", []) if not o.startswith("gid=")])
+            m = dict(m, options=[o for o in m.get("options", [])
+                                 if not (o.startswith("gid=") and not _mapped_option(o, idmap))])
         mounts.append(m)
     cfg["mounts"] = mounts
     return cfg

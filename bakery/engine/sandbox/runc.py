@@ -112,7 +112,8 @@ class RuncSandbox:
 
     def _global(self, root: str, log: Optional[str] = None) -> List[str]:
         cmd = [self.runtime, "--root", root]
-        if self.idmap is not None and self.kind == "runc":
+        if self.idmap is not None and self.kind == "runc" and os.geteuid() != 0:
+            # (root of a re-executed namespace writes the maps itself, without newuidmap)
             cmd += ["--rootless", "true"]
         if log is not None:
             if self.kind == "crun":
@@ -172,7 +173,7 @@ class RuncSandbox:
             config = build_oci_config(spec, prep.user, env, prep.hosts_path, prep.resolv_path,
                                       prep.mount_sources)
             if self.idmap is not None:
-                check_user(prep.user, spec.user)
+                check_user(prep.user, spec.user, self.idmap)
                 config = rootless_config(config, self.idmap)
             data = json.dumps(config, indent=1).encode()
             del env, config
