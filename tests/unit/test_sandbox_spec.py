@@ -375,8 +375,9 @@ def test_detect_when_not_root_and_no_runc(monkeypatch) -> None:  # type: ignore[
     sb, why = detect_sandbox("runc")
     assert isinstance(sb, UnavailableSandbox)
     assert "runc" in why
-    with pytest.raises(BakeryError, match="rootless"):
+    with pytest.raises(BakeryError, match="runc was asked for but is not installed") as e:
         sb.run(_spec())
+    assert e.value.hint == "apt-get install runc"
 
 
 def test_detect_rejects_unknown_choice() -> None:
