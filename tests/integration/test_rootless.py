@@ -372,3 +372,46 @@ def test_run_steps_rootless_with_subordinate_ids(rootless, subid_user) -> None: 
     # the store's files of subordinate ids go with bakery's own prune
     r = bakery("cache", "prune", "--all")
     assert r.returncode == 0, r.stderr
+
+
+def test_sigterm_reaches_the_reexecuted_bakery(rootless, subid_user) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import time
+
+    pw = subid_user
+    marker = f"rootless-term-{os.getpid()}"
+    df = f'ARG BASE\nFROM $BASE\nRUN echo "run""ning" && sleep 300 && echo {marker}\n'
+    proj = write_project(rootless["work"], df, rootless["base"])
+    for dirpath, dirs, files in os.walk(rootless["work"]):
+        for n in [*dirs, *files]:
+            os.lchown(os.path.join(dirpath, n), pw.pw_uid, pw.pw_gid)
+    e = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": ROOT,
+         "HOME": rootless["work"], "BAKERY_CACHE_DIR": os.path.join(rootless["work"], "cache")}
+    p = subprocess.Popen(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--",
+                          rootless["python"], "-m", "bakery", "run", "app", "--progress", "plain"],
+                         cwd=proj, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stderr is not None
+        seen = ""
+        deadline = time.time() + 120
+        while time.time() < deadline and "running\n" not in seen:
+            line = p.stderr.readline()
+            if not line:
+                break
+            seen += line
+        assert "running\n" in seen, seen[-2000:]
+        assert [pid for pid in os.listdir("/proc") if pid.isdigit() and marker.encode() in _cmdline(pid)]
+        p.send_signal(signal.SIGTERM)  # the parent, outside the namespace
+        _, rest = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 143, (p.returncode, rest[-2000:])
+    deadline = time.time() + 10
+    while time.time() < deadline and [pid for pid in os.listdir("/proc")
+                                      if pid.isdigit() and marker.encode() in _cmdline(pid)]:
+        time.sleep(0.1)
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and marker.encode() in _cmdline(pid)]
+    tmp = os.path.join(rootless["work"], "cache", "store", "tmp")
+    assert not [d for d in os.listdir(tmp) if d.startswith("rootfs-")], os.listdir(tmp)
