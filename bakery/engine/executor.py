@@ -29,8 +29,10 @@ The engine holds the store's GC lock shared while it runs, so a concurrent
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -244,6 +246,21 @@ class Engine:
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
+    def _cache_seed(self, state: State, selector: str) -> Any:
+        def seed(dest: str) -> None:
+            with self._source_dir(state) as src:
+                path = fileops.resolve_in_root(src, selector)
+                if not os.path.isdir(path):
+                    raise BakeryError(f"cache mount source {selector} is not a directory")
+                r = subprocess.run(["cp", "-a", "--", path + "/.", dest + "/"], capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise BakeryError(f"cannot fill the cache mount from {selector}: {r.stderr.strip()}")
+                shutil.copystat(path, dest)
+                if os.geteuid() == 0:
+                    st = os.stat(path)
+                    os.chown(dest, st.st_uid, st.st_gid)
+        return seed
+
     def _file(self, op: FileOp, inputs: Mapping[str, State], keys: _KeyIndex) -> State:
         base = inputs[keys.of(op.base)] if op.base is not None else State()
         with contextlib.ExitStack() as stack:
@@ -284,8 +301,15 @@ class Engine:
                     mounts.append(SandboxMount("bind", path, m.target, readonly=m.readonly))
                 elif m.type == "cache":
                     cid = m.cache_id or m.target
+                    seed = None
+                    if m.source is not None:
+                        # from=: a cache per id and source, made from the source's files
+                        # (BuildKit keys it "cache-dir:<id>:<source ref>")
+                        src_state = inputs[keys.of(m.source)]
+                        cid += ":" + _state_id(src_state) + ":" + (m.selector or "/")
+                        seed = self._cache_seed(src_state, m.selector or "/")
                     path = stack.enter_context(self.store.cache_mount_lease(
-                        cid, m.sharing, m.uid, m.gid, m.mode, cancel))
+                        cid, m.sharing, m.uid, m.gid, m.mode, cancel, seed=seed))
                     mounts.append(SandboxMount("bind", path, m.target, readonly=m.readonly))
                 elif m.type == "tmpfs":
                     mounts.append(SandboxMount("tmpfs", "", m.target, size=m.size))
@@ -335,6 +359,13 @@ class Engine:
                 )
             layer = fs.commit()
         return State(tuple(self.snaps.chain(base.layers, layer)))
+
+
+def _state_id(state: State) -> str:
+    """What a cache mount's ``from=`` source is, for its cache id."""
+    if state.local is not None:
+        return "local:" + os.path.abspath(state.local)
+    return hashlib.sha256("\n".join(state.layers).encode()).hexdigest()[:32]
 
 
 class _KeyIndex:

@@ -42,7 +42,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import IO, Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 from bakery.errors import BakeryError
 
@@ -265,7 +265,8 @@ class Store:
     @contextlib.contextmanager
     def cache_mount_lease(self, cache_id: str, sharing: str = "shared", uid: Optional[int] = None,
                           gid: Optional[int] = None, mode: Optional[int] = None,
-                          cancel: Optional[Any] = None) -> Iterator[str]:
+                          cancel: Optional[Any] = None,
+                          seed: Optional[Callable[[str], None]] = None) -> Iterator[str]:
         """The directory of a cache mount, held for one step (between
         processes too, through flock on locks/cache-<hash>[-N]):
 
@@ -275,7 +276,9 @@ class Store:
           another instance (``<hash>-1``, ``-2``..., kept for later runs).
 
         A new directory gets ``uid``/``gid`` (default 0, not changed when
-        not root) and ``mode`` (default 0755), as BuildKit makes it.
+        not root) and ``mode`` (default 0755), as BuildKit makes it, or is
+        filled by ``seed(path)`` (``from=``: the caller keys the id by the
+        source too).
         Waiting stops with :class:`BakeryError` when ``cancel`` is set."""
         if sharing not in ("shared", "locked", "private"):
             raise BakeryError(f"invalid cache sharing {sharing!r}", hint="shared, private or locked")
@@ -292,13 +295,20 @@ class Store:
             path = os.path.join(self.root, "mounts", name)
             if not os.path.isdir(path):
                 tmp = tempfile.mkdtemp(prefix="cache-", dir=os.path.join(self.root, "tmp"))
-                os.chmod(tmp, 0o755 if mode is None else mode)
-                if os.geteuid() == 0:
-                    os.chown(tmp, uid or 0, gid or 0)
+                try:
+                    if seed is not None:
+                        seed(tmp)
+                    else:
+                        os.chmod(tmp, 0o755 if mode is None else mode)
+                        if os.geteuid() == 0:
+                            os.chown(tmp, uid or 0, gid or 0)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
                 try:
                     os.rename(tmp, path)
                 except OSError:
-                    os.rmdir(tmp)  # made meanwhile by a shared user
+                    shutil.rmtree(tmp, ignore_errors=True)  # made meanwhile by a shared user
             yield path
         finally:
             os.close(fd)  # closing releases the lock

@@ -399,3 +399,27 @@ RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh,uid=1000,mode=
     finally:
         agent.terminate()
         agent.wait()
+
+
+def test_cache_mount_from_a_stage(project: Project) -> None:
+    df = """\
+ARG BASE
+FROM $BASE AS seed
+RUN mkdir -p /seed/sub && echo {word} > /seed/f && echo deep > /seed/sub/g && chmod 0750 /seed
+FROM $BASE
+ARG N
+RUN --mount=type=cache,id=warm,target=/c,from=seed,source=/seed \\
+    echo "$N" > /n && cat /c/f /c/sub/g > /got && stat -c %a /c > /mode && echo add >> /c/f
+"""
+    project.write(df.format(word="seeded"))
+    for n in (1, 2):
+        # the seed stage comes from the cache the second time: the same source
+        project.run("app", "--set", f"app.args.N={n}")
+        last = project.layers()[-1]
+        # made from the stage's files once, then kept across runs
+        assert last["got"][1] == b"seeded\n" + b"add\n" * (n - 1) + b"deep\n", last["got"]
+        assert last["mode"][1] == b"750\n"
+    # another source: another cache (BuildKit keys it by id and source)
+    project.write(df.format(word="other"))
+    project.run("app", "--set", "app.args.N=3")
+    assert project.layers()[-1]["got"][1] == b"other\ndeep\n"

@@ -101,3 +101,28 @@ def test_bad_sharing(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(BakeryError, match="invalid cache sharing"), \
             Store(str(tmp_path / "s")).cache_mount_lease("c", "exclusive"):
         pass
+
+
+def test_seed_fills_a_new_directory_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(str(tmp_path / "s"))
+    calls = []
+
+    def seed(d: str) -> None:
+        calls.append(d)
+        with open(os.path.join(d, "seeded"), "w") as f:
+            f.write("x")
+
+    with store.cache_mount_lease("c:src", seed=seed) as p:
+        assert os.listdir(p) == ["seeded"]
+    with store.cache_mount_lease("c:src", seed=seed) as p:
+        assert os.listdir(p) == ["seeded"]
+    assert len(calls) == 1
+
+    def broken(d: str) -> None:
+        raise BakeryError("no source")
+
+    with pytest.raises(BakeryError, match="no source"), store.cache_mount_lease("other", seed=broken):
+        pass
+    assert [n for n in os.listdir(tmp_path / "s" / "tmp") if n.startswith("cache-")] == []
+    with store.cache_mount_lease("other") as p:  # nothing half-made was kept
+        assert os.listdir(p) == []
