@@ -225,8 +225,14 @@ def _register(h: Handler) -> str:
     return f"{h.name}: {what} ({h.interpreter}, flags {now.get('flags', h.flags)})"
 
 
+def _in_user_namespace() -> bool:
+    from bakery.engine.sandbox.userns import in_user_namespace
+
+    return in_user_namespace()
+
+
 def _need_root(what: str) -> None:
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 or _in_user_namespace():
         raise BakeryError(f"{what} needs root (it registers binfmt_misc handlers for the whole machine)",
                           hint="run it as root: sudo bakery setup emulation")
 
@@ -298,7 +304,7 @@ def ensure_emulator(arch: str) -> Optional[str]:
             f"cannot run {arch} steps: no qemu-user-static emulator for {arch} is installed",
             hint="install Debian's qemu-user-static (apt-get install qemu-user-static)",
         )
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 or _in_user_namespace():
         raise BakeryError(f"cannot run {arch} steps: no binfmt_misc handler with the F flag for qemu-{q}",
                           hint="as root, run `bakery setup emulation` once (or bakery as root)")
     _mount_binfmt()
