@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     logout = sub.add_parser("logout", help="forget the credentials of a registry")
     logout.add_argument("server", nargs="?", metavar="REGISTRY", help="host[:port] (default: Docker Hub)")
 
+    setup = sub.add_parser("setup", help="prepare this machine (as root): emulation for foreign platforms")
+    ssub = setup.add_subparsers(dest="setup_command", metavar="ACTION")
+    emu = ssub.add_parser("emulation", help="register qemu-user-static's binfmt_misc handlers "
+                          "(with the fix-binary flag) so RUN steps of other platforms can run")
+    emu.add_argument("--arch", action="append", default=[], metavar="ARCH",
+                     help="only this architecture (arm64, riscv64... or linux/arm64); repeatable")
+
     cache = sub.add_parser("cache", help="inspect or prune the shared build cache")
     csub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
     csub.add_parser("du", help="disk usage by kind")
@@ -383,13 +390,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.note(f"shard {i}/{n}: {', '.join(requested) or 'no targets'}")
         if not requested:
             return 0
-    with _target_positions(cfg):
+    from bakery.engine.sandbox.ssh import SSHAgents, plan_ssh
+
+    ssh_entries = [(getattr(s, "id", ""), tuple(getattr(s, "paths", ()) or ()))
+                   for t in resolved.targets.values() for s in (getattr(t, "ssh", None) or [])]
+    with _target_positions(cfg), SSHAgents.start(plan_ssh(ssh_entries, os.environ)) as agents:
         report = run_targets(
             resolved.targets, requested, resolved.groups, os.getcwd(), Store(),
             sandbox, jobs=max(1, args.jobs), keep_going=args.keep_going, no_cache=args.no_cache,
             progress=progress, secrets=secrets, allow_network_host=allow_host,
             insecure=args.insecure_registry, push=True if args.push else None,
-            outputs_on_failure=args.outputs_on_failure, load=args.load,
+            outputs_on_failure=args.outputs_on_failure, load=args.load, ssh=agents.sockets,
         )
     if args.metadata_file:
         from bakery.export import write_metadata_file
@@ -516,7 +527,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"platform:    {local_platform()}")
     print(f"sandbox:     {why}")
     print(f"snapshotter: {mode} ({mwhy})")
+    from bakery.engine.emulation import emulation_status
+
+    print(f"emulation:   {emulation_status()}")
     print(f"store:       {store.root}")
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from bakery.engine.emulation import setup_emulation
+
+    if args.setup_command != "emulation":
+        raise BakeryError("bakery setup needs an action", hint="bakery setup emulation")
+    for line in setup_emulation(args.arch):
+        print(line)
     return 0
 
 
@@ -599,22 +623,48 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"login": cmd_login, "logout": cmd_logout, "plan": cmd_plan, "ls": cmd_ls, "run": cmd_run,
-            "info": cmd_info, "cache": cmd_cache, "builder": cmd_builder}
+            "info": cmd_info, "cache": cmd_cache, "builder": cmd_builder,
+            "setup": cmd_setup}
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: stop as Ctrl-C does (running steps are cancelled and their
+    containers, mounts and temporary directories removed)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    import signal
+    import threading
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 1
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        if args.command in ("run", "info", "cache"):
+            # not root, with subordinate ids: again, inside a user namespace
+            from bakery.engine.sandbox.userns import reexec
+
+            code = reexec(list(sys.argv[1:] if argv is None else argv))
+            if code is not None:
+                return code
         return COMMANDS[args.command](args)
     except BakeryError as e:
         if args.debug:
             traceback.print_exc()
         sys.stderr.write(e.render() + "\n")
         return 1
+    except _Terminated:
+        sys.stderr.write("terminated\n")
+        return 143
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
@@ -631,3 +681,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 "report it with the bake files that caused it.\n"
             )
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -45,6 +45,7 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -146,6 +147,7 @@ class Engine:
         secrets: Optional[Mapping[str, bytes]] = None,
         allow_network_host: bool = False,
         cache_sources: Sequence[CacheSource] = (),
+        ssh: Optional[Mapping[str, str]] = None,
     ):
         self.store = store
         self.sandbox = sandbox
@@ -158,6 +160,8 @@ class Engine:
         self.secrets = dict(secrets or {})
         self.allow_network_host = allow_network_host
         self.cache_sources = list(cache_sources)
+        # ssh id -> agent socket (bakery.engine.sandbox.ssh); None: $SSH_AUTH_SOCK for any id
+        self.ssh = dict(ssh) if ssh is not None else None
         self.executed: Dict[str, int] = {}  # key -> times run in this engine (tests, stats)
         self._lock = threading.Lock()
 
@@ -330,6 +334,21 @@ class Engine:
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
+    def _cache_seed(self, state: State, selector: str) -> Any:
+        def seed(dest: str) -> None:
+            with self._source_dir(state) as src:
+                path = fileops.resolve_in_root(src, selector)
+                if not os.path.isdir(path):
+                    raise BakeryError(f"cache mount source {selector} is not a directory")
+                r = subprocess.run(["cp", "-a", "--", path + "/.", dest + "/"], capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise BakeryError(f"cannot fill the cache mount from {selector}: {r.stderr.strip()}")
+                shutil.copystat(path, dest)
+                if os.geteuid() == 0:
+                    st = os.stat(path)
+                    os.chown(dest, st.st_uid, st.st_gid)
+        return seed
+
     def _file(self, op: FileOp, inputs: Mapping[str, State], keys: _KeyIndex) -> State:
         base = inputs[keys.of(op.base)] if op.base is not None else State()
         with contextlib.ExitStack() as stack:
@@ -350,6 +369,7 @@ class Engine:
     def _exec(self, key: str, op: Exec, inputs: Mapping[str, State], keys: _KeyIndex,
               cancel: threading.Event) -> State:
         from bakery.engine.sandbox import RunSpec, SandboxMount
+        from bakery.engine.sandbox.ssh import SocketRelay, ssh_env
 
         base = inputs[keys.of(op.rootfs)]
         if op.network == "host" and not self.allow_network_host:
@@ -359,6 +379,7 @@ class Engine:
             )
         with contextlib.ExitStack() as stack:
             mounts = []
+            first_ssh: Optional[str] = None
             secret_env: Dict[str, str] = {}
             for m in op.mounts:
                 if m.type == "bind":
@@ -368,8 +389,16 @@ class Engine:
                     mounts.append(SandboxMount("bind", path, m.target, readonly=m.readonly))
                 elif m.type == "cache":
                     cid = m.cache_id or m.target
-                    mounts.append(SandboxMount("bind", self.store.cache_mount(cid), m.target,
-                                               readonly=m.readonly))
+                    seed = None
+                    if m.source is not None:
+                        # from=: a cache per id and source, made from the source's files
+                        # (BuildKit keys it "cache-dir:<id>:<source ref>")
+                        src_state = inputs[keys.of(m.source)]
+                        cid += ":" + _state_id(src_state) + ":" + (m.selector or "/")
+                        seed = self._cache_seed(src_state, m.selector or "/")
+                    path = stack.enter_context(self.store.cache_mount_lease(
+                        cid, m.sharing, m.uid, m.gid, m.mode, cancel, seed=seed))
+                    mounts.append(SandboxMount("bind", path, m.target, readonly=m.readonly))
                 elif m.type == "tmpfs":
                     mounts.append(SandboxMount("tmpfs", "", m.target, size=m.size))
                 elif m.type == "secret":
@@ -387,18 +416,26 @@ class Engine:
                             readonly=True, data=value, mode=m.mode if m.mode is not None else 0o400,
                             uid=m.uid or 0, gid=m.gid or 0))
                 elif m.type == "ssh":
-                    sock = os.environ.get("SSH_AUTH_SOCK")
+                    sid = m.secret_id or "default"
+                    target = m.target or "/run/buildkit/ssh_agent.0"
+                    first_ssh = first_ssh or target  # BuildKit: the first ssh mount, forwarded or not
+                    sock = (self.ssh.get(sid) if self.ssh is not None
+                            else os.environ.get("SSH_AUTH_SOCK"))
                     if not sock:
                         if m.required:
-                            raise BakeryError("ssh agent requested but SSH_AUTH_SOCK is not set")
+                            raise BakeryError(f"no SSH key {sid!r} forwarded from the client",
+                                              hint=f'add ssh = ["{sid}"] (the agent at $SSH_AUTH_SOCK) or '
+                                                   f'["{sid}=/path/to/key"] to the target')
                         continue
-                    mounts.append(SandboxMount("bind", sock, m.target or "/run/buildkit/ssh_agent.0",
-                                               readonly=False))
+                    relay = stack.enter_context(SocketRelay(
+                        sock, None, m.uid or 0, m.gid or 0, 0o600 if m.mode is None else m.mode))
+                    mounts.append(SandboxMount("bind", relay.path, target, readonly=False))
             fs = stack.enter_context(self.snaps.writable(base.layers))
             have = {e.split("=", 1)[0] for e in op.env}
             env = (*op.env, *(e for e in op.proxy_env if e.split("=", 1)[0] not in have))
             spec = RunSpec(
-                rootfs=fs.path, args=op.args, env=env, cwd=op.cwd or "/", user=op.user,
+                rootfs=fs.path, args=op.args, env=tuple(ssh_env(env, first_ssh)), cwd=op.cwd or "/",
+                user=op.user,
                 network="host" if op.network == "host" else "none", mounts=tuple(mounts),
                 extra_hosts=op.extra_hosts, secret_env=secret_env,
             )
@@ -412,6 +449,13 @@ class Engine:
                 )
             layer = fs.commit()
         return State(tuple(self.snaps.chain(base.layers, layer)))
+
+
+def _state_id(state: State) -> str:
+    """What a cache mount's ``from=`` source is, for its cache id."""
+    if state.local is not None:
+        return "local:" + os.path.abspath(state.local)
+    return hashlib.sha256("\n".join(state.layers).encode()).hexdigest()[:32]
 
 
 class _KeyIndex:

@@ -37,7 +37,7 @@ import errno
 import os
 import stat
 import tarfile
-from typing import IO, Dict, Iterator, List, Optional, Tuple
+from typing import IO, Callable, Dict, Iterator, List, Optional, Tuple
 
 from bakery.errors import BakeryError
 
@@ -52,11 +52,17 @@ _OVERLAY_OPAQUE = "trusted.overlay.opaque"
 # Writing
 
 
+#: (tar name, lstat of the file) -> the (uid, gid) to record (rootless runs:
+#: host ids seen from the user namespace, see bakery.engine.sandbox.rootless)
+OwnerFn = Callable[[str, os.stat_result], Tuple[int, int]]
+
+
 class _Writer:
-    def __init__(self, out: IO[bytes], source_date_epoch: Optional[int]):
+    def __init__(self, out: IO[bytes], source_date_epoch: Optional[int], owner: Optional[OwnerFn] = None):
         self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
         self.epoch = source_date_epoch
         self.links: Dict[Tuple[int, int], str] = {}
+        self.owner = owner
 
     def close(self) -> None:
         self.tar.close()
@@ -64,7 +70,7 @@ class _Writer:
     def _info(self, name: str, st: os.stat_result) -> tarfile.TarInfo:
         ti = tarfile.TarInfo(name)
         ti.mode = stat.S_IMODE(st.st_mode)
-        ti.uid, ti.gid = st.st_uid, st.st_gid
+        ti.uid, ti.gid = self.owner(name, st) if self.owner is not None else (st.st_uid, st.st_gid)
         ti.uname = ti.gname = ""
         mtime = int(st.st_mtime)
         ti.mtime = min(mtime, self.epoch) if self.epoch is not None else mtime
@@ -178,8 +184,10 @@ def snapshot_meta(root: str) -> Meta:
     return meta
 
 
-def diff_trees(before: Meta, upper: str, out: IO[bytes], source_date_epoch: Optional[int] = None) -> None:
-    """Write the changes made to ``upper`` since ``before`` was taken of it."""
+def diff_trees(before: Meta, upper: str, out: IO[bytes], source_date_epoch: Optional[int] = None,
+               owner: Optional[OwnerFn] = None) -> None:
+    """Write the changes made to ``upper`` since ``before`` was taken of it
+    (``owner`` gives the ids to record, default the files' own)."""
     entries: List[Tuple[List[str], str, Optional[str]]] = []  # (sort key, tar name, path or None)
 
     def whiteout(name: str) -> None:
@@ -211,7 +219,7 @@ def diff_trees(before: Meta, upper: str, out: IO[bytes], source_date_epoch: Opti
         if stat.S_ISDIR(before[name][0]):
             gone_dirs.append(name)
     entries.sort(key=lambda e: e[0])
-    w = _Writer(out, source_date_epoch)
+    w = _Writer(out, source_date_epoch, owner)
     try:
         for _, tar_name, src_path in entries:
             if src_path is None:
@@ -266,6 +274,9 @@ def apply_layer(src: IO[bytes], root: str, overlay: bool = False) -> None:
     # whiteouts hide only what lower layers had (OCI image spec), never an
     # entry of this same layer, whatever the order of the tar
     added: set = set()
+    # not root: a directory without owner write permission (0555...) gets
+    # its mode after its entries are extracted, or they could not be
+    dir_modes: Dict[str, int] = {}
     with tarfile.open(fileobj=src, mode="r|*") as tar:
         for ti in tar:
             name = ti.name.lstrip("/")
@@ -325,15 +336,33 @@ def apply_layer(src: IO[bytes], root: str, overlay: bool = False) -> None:
                 continue
             elif ti.ischr() or ti.isblk():
                 kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK
-                os.mknod(dest, kind | 0o600, os.makedev(ti.devmajor, ti.devminor))
+                try:
+                    os.mknod(dest, kind | 0o600, os.makedev(ti.devmajor, ti.devminor))
+                except PermissionError:
+                    if os.geteuid() == 0 and not _in_user_namespace():
+                        raise
+                    continue  # not root: device nodes cannot be made (containerd skips them too)
             elif ti.isfifo():
                 os.mkfifo(dest, 0o600)
             else:
                 continue
             _set_meta(dest, ti)
+            if ti.isdir() and os.geteuid() != 0 and ti.mode & 0o700 != 0o700:
+                dir_modes[dest] = ti.mode
+                os.chmod(dest, ti.mode | 0o700)
     for path, mtime in reversed(dir_times):
+        if path in dir_modes:
+            os.chmod(path, dir_modes[path])
         with contextlib.suppress(OSError):
             os.utime(path, (mtime, mtime))
+
+
+def _in_user_namespace() -> bool:
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
 
 
 def _set_meta(path: str, ti: tarfile.TarInfo) -> None:

@@ -156,6 +156,7 @@ def run_targets(
     outputs_on_failure: bool = False,
     load: bool = False,
     config_extras: Any = None,
+    ssh: Optional[Mapping[str, str]] = None,
 ) -> RunReport:
     """Build, then write outputs.  Outputs are written only when every
     requested target succeeded, unless ``outputs_on_failure`` (with
@@ -179,7 +180,7 @@ def run_targets(
     sources = sources_for_targets(targets, list(graph.targets), cwd, puller.client, puller.blobs, note)
     engine = Engine(store, sandbox, puller, jobs=jobs, keep_going=keep_going, no_cache=no_cache,
                     progress=progress, secrets=secrets, allow_network_host=allow_network_host,
-                    cache_sources=sources)
+                    cache_sources=sources, ssh=ssh)
     for arch in sorted({n.op.platform.architecture for n in graph.nodes.values()
                         if isinstance(n.op, Exec)}):
         note = ensure_emulator(arch)

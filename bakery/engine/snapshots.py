@@ -13,6 +13,13 @@ Two modes, chosen automatically (``bakery info`` reports which, and why):
 * ``copy``: the layers are applied into a fresh directory, its metadata is
   recorded, the step runs, and the trees are compared.  Works anywhere.
 
+Not as root (rootless runs, bakery.engine.sandbox.rootless) the mode is
+``copy`` and the tree belongs to the invoking user, who is root in the
+step's user namespace.  The layer then records owners as the step saw them
+(the invoking user is 0:0), except that a changed file that existed in the
+lower layers and still belongs to the invoking user keeps the owner its
+layer gave it (read from the lower layers' tar headers).
+
 Example::
 
     snaps = Snapshotter(store)
@@ -29,10 +36,14 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tarfile
+import tempfile
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from bakery.engine import layers
+from bakery.engine.sandbox.rootless import IdMap, current_idmap, layer_owner
+from bakery.engine.sandbox.userns import in_user_namespace
 from bakery.engine.store import Store
 from bakery.errors import BakeryError
 
@@ -51,13 +62,18 @@ def detect_mode(scratch: str) -> Tuple[str, str]:
         return os.environ["BAKERY_SNAPSHOTTER"], "chosen by BAKERY_SNAPSHOTTER"
     if os.geteuid() != 0:
         return "copy", "not running as root (rootless overlayfs is not used yet)"
+    if in_user_namespace():
+        return "copy", "in a user namespace (overlayfs' trusted.* xattrs need the host's root)"
     try:
         with open("/proc/filesystems") as fh:
             if "overlay" not in fh.read():
                 return "copy", "the kernel has no overlayfs"
     except OSError:
         return "copy", "cannot read /proc/filesystems"
-    d = os.path.join(scratch, "probe")
+    # a private probe directory: two processes sharing a store must not
+    # remove each other's probe while it is mounted
+    os.makedirs(scratch, exist_ok=True)
+    d = tempfile.mkdtemp(prefix="probe-", dir=scratch)
     try:
         for sub in ("l", "u", "w", "m"):
             os.makedirs(os.path.join(d, sub), exist_ok=True)
@@ -82,6 +98,7 @@ class Writable:
         self.path = os.path.join(self.work, "rootfs")
         self.mounted = False
         self.meta: Optional[layers.Meta] = None
+        self.owners: Dict[str, Tuple[int, int]] = {}  # rootless: the lower layers' owners
         self.committed: Optional[Optional[Layer]] = None
 
     def _setup(self) -> None:
@@ -109,6 +126,8 @@ class Writable:
         else:
             self.snaps.materialize(self.lower, self.path)
             self.meta = layers.snapshot_meta(self.path)
+            if self.snaps.idmap is not None:
+                self.owners = self.snaps.layer_owners(self.lower)
 
     def _unmount(self) -> None:
         if self.mounted:
@@ -128,7 +147,12 @@ class Writable:
                 layers.diff_overlay(os.path.join(self.work, "upper"), out)
             else:
                 assert self.meta is not None
-                layers.diff_trees(self.meta, self.path, out)
+                idmap = self.snaps.idmap
+                owner = None
+                if idmap is not None:
+                    def owner(name: str, st: os.stat_result, idmap: IdMap = idmap) -> Tuple[int, int]:
+                        return layer_owner(st.st_uid, st.st_gid, idmap, self.owners.get(name))
+                layers.diff_trees(self.meta, self.path, out, owner=owner)
         if os.path.getsize(tar_path) <= 10240:  # an empty tar is all zero blocks
             with open(tar_path, "rb") as fh:
                 if not fh.read().strip(b"\0"):
@@ -160,6 +184,9 @@ class Snapshotter:
         else:
             self.why = "chosen by the caller"
         self.mode = mode
+        # not root: the step's view of owners (the re-executed namespace of
+        # userns.py is root for this purpose: chown works there)
+        self.idmap: Optional[IdMap] = current_idmap() if mode == "copy" and os.geteuid() != 0 else None
         os.makedirs(os.path.join(store.root, "layers"), exist_ok=True)
 
     def layer_dir(self, diff_id: str) -> str:
@@ -183,6 +210,11 @@ class Snapshotter:
             raise
         return dest
 
+    def layer_owners(self, diff_ids: Sequence[str]) -> Dict[str, Tuple[int, int]]:
+        """path -> (uid, gid) the layers (bottom first) give the paths they
+        leave, from their tar headers."""
+        return owners_of_layers(self.store.open_blob(d) for d in diff_ids)
+
     def materialize(self, diff_ids: Sequence[str], dest: str) -> None:
         """Apply the layers, bottom first, into a new directory ``dest``."""
         os.makedirs(dest, exist_ok=True)
@@ -203,3 +235,36 @@ class Snapshotter:
 
     def chain(self, base: Sequence[str], layer: Optional[Layer]) -> List[str]:
         return [*base, layer.diff_id] if layer is not None else list(base)
+
+
+def owners_of_layers(blobs: Iterable[IO[bytes]]) -> Dict[str, Tuple[int, int]]:
+    """See :meth:`Snapshotter.layer_owners`; ``blobs`` yields open tar streams."""
+    owners: Dict[str, Tuple[int, int]] = {}
+
+    def drop_under(prefix: str) -> None:
+        for k in [k for k in owners if k.startswith(prefix)]:
+            del owners[k]
+
+    for src in blobs:
+        with src, tarfile.open(fileobj=src, mode="r|*") as tar:
+            added: Dict[str, Tuple[int, int]] = {}
+            hidden: List[str] = []
+            for ti in tar:
+                name = ti.name.lstrip("/").rstrip("/")
+                if name.startswith("./"):
+                    name = name[2:]
+                parent, base = os.path.split(name)
+                if base == layers.OPAQUE:
+                    hidden.append(parent + "/" if parent else "")
+                elif base.startswith(layers.WHITEOUT):
+                    gone = os.path.join(parent, base[len(layers.WHITEOUT):])
+                    hidden.extend([gone, gone + "/"])
+                elif name:
+                    added[name] = (ti.uid, ti.gid)
+            for h in hidden:  # whiteouts hide the lower layers' entries only
+                if h.endswith("/") or h == "":
+                    drop_under(h)
+                else:
+                    owners.pop(h, None)
+            owners.update(added)
+    return owners

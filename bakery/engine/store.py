@@ -42,7 +42,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import IO, Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 from bakery.errors import BakeryError
 
@@ -261,6 +261,77 @@ class Store:
         path = os.path.join(self.root, "mounts", h)
         os.makedirs(path, exist_ok=True)
         return path
+
+    @contextlib.contextmanager
+    def cache_mount_lease(self, cache_id: str, sharing: str = "shared", uid: Optional[int] = None,
+                          gid: Optional[int] = None, mode: Optional[int] = None,
+                          cancel: Optional[Any] = None,
+                          seed: Optional[Callable[[str], None]] = None) -> Iterator[str]:
+        """The directory of a cache mount, held for one step (between
+        processes too, through flock on locks/cache-<hash>[-N]):
+
+        * ``shared``: the one directory, used by any number of steps at once;
+        * ``locked``: the one directory, one step at a time (others wait);
+        * ``private``: the one directory when no other step holds it, else
+          another instance (``<hash>-1``, ``-2``..., kept for later runs).
+
+        A new directory gets ``uid``/``gid`` (default 0, not changed when
+        not root) and ``mode`` (default 0755), as BuildKit makes it, or is
+        filled by ``seed(path)`` (``from=``: the caller keys the id by the
+        source too).
+        Waiting stops with :class:`BakeryError` when ``cancel`` is set."""
+        if sharing not in ("shared", "locked", "private"):
+            raise BakeryError(f"invalid cache sharing {sharing!r}", hint="shared, private or locked")
+        h = hashlib.sha256(cache_id.encode()).hexdigest()[:32]
+        op = fcntl.LOCK_SH if sharing == "shared" else fcntl.LOCK_EX
+        n = 0
+        while True:
+            name = h if n == 0 else f"{h}-{n}"
+            fd = self._cache_lock(name, op, sharing != "private", cache_id, cancel)
+            if fd is not None:
+                break
+            n += 1
+        try:
+            path = os.path.join(self.root, "mounts", name)
+            if not os.path.isdir(path):
+                tmp = tempfile.mkdtemp(prefix="cache-", dir=os.path.join(self.root, "tmp"))
+                try:
+                    if seed is not None:
+                        seed(tmp)
+                    else:
+                        os.chmod(tmp, 0o755 if mode is None else mode)
+                        if os.geteuid() == 0:
+                            os.chown(tmp, uid or 0, gid or 0)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+                try:
+                    os.rename(tmp, path)
+                except OSError:
+                    shutil.rmtree(tmp, ignore_errors=True)  # made meanwhile by a shared user
+            yield path
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _cache_lock(self, name: str, op: int, wait: bool, cache_id: str, cancel: Optional[Any]) -> Optional[int]:
+        """An fd holding flock ``op`` on locks/cache-<name>; None when taken
+        and not ``wait``."""
+        fd = os.open(os.path.join(self.root, "locks", "cache-" + name), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, op | fcntl.LOCK_NB)
+                    return fd
+                except BlockingIOError:
+                    if not wait:
+                        os.close(fd)
+                        return None
+                    if cancel is not None and cancel.is_set():
+                        raise BakeryError(f"cancelled while waiting for cache mount {cache_id!r}") from None
+                    time.sleep(0.05)
+        except BaseException:
+            os.close(fd)
+            raise
 
     # -- accounting ------------------------------------------------------
 

@@ -151,6 +151,7 @@ def test_info(tmp_path) -> None:  # type: ignore[no-untyped-def]
     r = run(["info"], str(tmp_path), env={"BAKERY_CACHE_DIR": str(tmp_path)})
     assert r.returncode == 0
     assert "sandbox:" in r.stdout and "snapshotter:" in r.stdout and str(tmp_path) in r.stdout
+    assert "emulation:" in r.stdout
 
 
 def test_target_errors_point_at_the_target_block(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -367,13 +367,17 @@ def test_mount_stubs_are_removed_only_when_empty(tmp_path) -> None:  # type: ign
 # -- detection ------------------------------------------------------------------------
 
 
-def test_detect_when_not_root(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_detect_when_not_root_and_no_runc(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import bakery.engine.sandbox.detect as detect
+
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    sb, why = detect_sandbox()
+    monkeypatch.setattr(detect, "find_runtime", lambda name: None)
+    sb, why = detect_sandbox("runc")
     assert isinstance(sb, UnavailableSandbox)
-    assert "rootless" in why
-    with pytest.raises(BakeryError, match="rootless"):
+    assert "runc" in why
+    with pytest.raises(BakeryError, match="runc was asked for but is not installed") as e:
         sb.run(_spec())
+    assert e.value.hint == "apt-get install runc"
 
 
 def test_detect_rejects_unknown_choice() -> None:
@@ -386,3 +390,31 @@ def test_detect_namespace_when_asked(monkeypatch) -> None:  # type: ignore[no-un
     sb, why = detect_sandbox("namespace")
     assert sb.name in ("namespace", "unavailable")
     assert why
+
+
+# -- seccomp --------------------------------------------------------------------
+
+
+def test_seccomp_profile_in_the_spec() -> None:
+    from bakery.engine.sandbox.seccomp import BLOCKED, default_profile
+
+    cfg = build_oci_config(_spec(), ExecUser(0, 0), [], "/h", "/r", [], machine="x86_64")
+    prof = cfg["linux"]["seccomp"]
+    assert prof == default_profile("x86_64")
+    assert prof["defaultAction"] == "SCMP_ACT_ALLOW"
+    assert prof["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+    blocked = prof["syscalls"][0]
+    assert blocked["action"] == "SCMP_ACT_ERRNO" and blocked["errnoRet"] == 1
+    for name in ("mount", "unshare", "setns", "keyctl", "bpf", "kexec_load", "pivot_root", "userfaultfd"):
+        assert name in blocked["names"] and name in BLOCKED
+    for allowed in ("ptrace", "clone", "chown", "personality", "execve"):
+        assert allowed not in blocked["names"]
+    assert prof["syscalls"][1] == {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+    clone_rules = [r for r in prof["syscalls"] if r["names"] == ["clone"]]
+    masks = sorted(r["args"][0]["value"] for r in clone_rules)
+    assert sum(masks) == 0x7E020000 and len(masks) == 7
+    assert all(r["args"][0]["value"] == r["args"][0]["valueTwo"] and r["args"][0]["index"] == 0
+               and r["args"][0]["op"] == "SCMP_CMP_MASKED_EQ" for r in clone_rules)
+    assert default_profile("s390x")["syscalls"][2]["args"][0]["index"] == 1
+    assert "architectures" not in default_profile("vax")
+    assert default_profile("aarch64")["architectures"] == ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]

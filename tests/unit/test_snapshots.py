@@ -72,3 +72,28 @@ def test_both_modes_make_the_same_layer(tmp_path) -> None:  # type: ignore[no-un
         assert layer is not None
         out[mode] = layer.diff_id
     assert out["copy"] == out["overlay"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting overlayfs needs root")
+def test_detect_mode_probes_privately(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Processes sharing a store probe at once: each in its own directory
+    (one shared probe path let one remove another's while mounted)."""
+    import threading
+
+    scratch = str(tmp_path / "tmp")
+    results = []
+
+    def probe() -> None:
+        results.append(detect_mode(scratch))
+
+    threads = [threading.Thread(target=probe) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    if results[0][0] != "overlay":
+        pytest.skip(results[0][1])
+    assert [r[0] for r in results] == ["overlay"] * 8, results
+    assert os.listdir(scratch) == []
+    with open("/proc/self/mountinfo") as f:
+        assert scratch not in f.read()

@@ -14,15 +14,18 @@ Implementations:
   config.json: pid/ipc/uts/mount namespaces, a network namespace with only
   loopback (or the host's with ``network="host"`` when allowed), /proc, a
   minimal /dev, /sys, BuildKit's /etc/hosts and /etc/resolv.conf, Docker's
-  capabilities and masked/read-only paths.
+  capabilities and masked/read-only paths, a seccomp filter (seccomp.py).
 * :class:`NamespaceSandbox`: the same through unshare(2)/pivot_root(2) in a
   Python helper when no runtime is installed (no cgroups or seccomp; see
   its module).
+* Not as root, both run rootless: a user namespace maps the invoking user
+  to root (rootless.py; runc ``--rootless``).
 * :func:`detect_sandbox` picks one and says why.
+* ssh.py: the agent sockets ``RUN --mount=type=ssh`` forwards.
 
-Not supported yet: rootless runs (user namespaces), seccomp profiles,
-AppArmor/SELinux, resource limits through cgroups, cross-platform emulation
-(a foreign ``platform`` only gets a note; binfmt_misc may still run it).
+Not supported: subordinate id ranges in rootless runs (one mapped id only),
+AppArmor/SELinux, resource limits through cgroups.  Foreign platforms run
+through binfmt_misc handlers (bakery.engine.emulation).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ import struct
 import sys
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
@@ -158,7 +159,7 @@ def do_mount(rootfs, m, host_net):
         mount(src, dest, None, MS_BIND | (flags & MS_REC))
         extra = flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
         if extra:
-            mount(None, dest, None, MS_BIND | MS_REMOUNT | extra)
+            mount(None, dest, None, MS_BIND | MS_REMOUNT | extra | locked_flags(dest))
         return
     _mkpoint(dest, True)
     if m["type"] == "sysfs":
@@ -173,10 +174,24 @@ def do_mount(rootfs, m, host_net):
     mount(m["source"], dest, m["type"], flags, data)
 
 
-def setup_dev(rootfs, devices):
+def locked_flags(path):
+    """The flags of the mount holding ``path`` that a remount must keep (in
+    a user namespace the kernel refuses to clear them)."""
+    f = os.statvfs(path).f_flag
+    out = f & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)
+    if f & 4096:  # ST_RELATIME
+        out |= MS_RELATIME
+    return out & ~MS_RDONLY
+
+
+def setup_dev(rootfs, devices, userns):
     dev = secure_join(rootfs, "/dev")
     for d in devices:
         p = os.path.join(dev, os.path.basename(d["path"]))
+        if userns:  # no mknod in a user namespace: the host's device, bound
+            os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o666))
+            mount(d["path"], p, None, MS_BIND)
+            continue
         os.mknod(p, stat.S_IFCHR | 0o666, os.makedev(d["major"], d["minor"]))
         os.chmod(p, d.get("fileMode", 0o666))
     links = [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"),
@@ -285,6 +300,7 @@ def container_init(cfg, status_fd):
     rootfs = cfg["root"]["path"]
     proc = cfg["process"]
     host_net = not any(n["type"] == "network" for n in cfg["linux"]["namespaces"])
+    userns = any(n["type"] == "user" for n in cfg["linux"]["namespaces"])
     _check(_libc.sethostname(_b(cfg["hostname"]), len(_b(cfg["hostname"]))), "sethostname")
     if not host_net:
         loopback_up()
@@ -292,7 +308,7 @@ def container_init(cfg, status_fd):
     for m in cfg["mounts"]:
         do_mount(rootfs, m, host_net)
         if m["destination"] == "/dev":
-            setup_dev(rootfs, cfg["linux"]["devices"])
+            setup_dev(rootfs, cfg["linux"]["devices"], userns)
     mask_paths(rootfs, cfg["linux"]["maskedPaths"], cfg["linux"]["readonlyPaths"])
     enter_root(rootfs)
     os.chdir(proc["cwd"])
@@ -301,7 +317,8 @@ def container_init(cfg, status_fd):
     exe = look_path(proc["args"][0], env)
     drop_caps(proc["capabilities"]["bounding"])
     user = proc["user"]
-    os.setgroups(user.get("additionalGids", []))
+    if not userns:  # setgroups is denied in a rootless user namespace
+        os.setgroups(user.get("additionalGids", []))
     os.setgid(user["gid"])
     os.setuid(user["uid"])
     _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)  # cleared by the credential change
@@ -316,6 +333,23 @@ def container_init(cfg, status_fd):
         os.execve(exe, proc["args"], envd)
     except OSError as e:
         raise SetupError(f'exec: "{proc["args"][0]}": {str(e.strerror).lower()}') from None
+
+
+def map_ids(uid_maps, gid_maps):
+    """Write this process's uid/gid maps (an unprivileged process may map
+    its own ids, once setgroups is denied)."""
+    def fmt(maps):
+        return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+
+    try:
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(fmt(uid_maps))
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(fmt(gid_maps))
+    except OSError as e:
+        raise SetupError(f"writing the user namespace's id maps: {e.strerror}") from None
 
 
 def main():
@@ -344,8 +378,13 @@ def main():
     flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID
     if any(n["type"] == "network" for n in cfg["linux"]["namespaces"]):
         flags |= CLONE_NEWNET
+    userns = any(n["type"] == "user" for n in cfg["linux"]["namespaces"])
+    if userns:
+        flags |= CLONE_NEWUSER  # created first: the other namespaces are its
     try:
         _check(_libc.unshare(flags), "unshare")
+        if userns:
+            map_ids(cfg["linux"]["uidMappings"], cfg["linux"]["gidMappings"])
         mount(None, "/", None, MS_REC | MS_PRIVATE)
     except SetupError as e:
         fail(f"sandbox setup failed: {e}", 126)

@@ -178,7 +178,8 @@ def _write_private(path: str, data: bytes, mode: int, uid: int, gid: int) -> Non
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, data)
-        os.fchown(fd, uid, gid)
+        if os.geteuid() == 0:  # rootless: the invoking user's file is root's in the step
+            os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
@@ -249,6 +250,10 @@ def prepare(spec: RunSpec, stack: contextlib.ExitStack, tmp_dir: Optional[str],
         if m.type != "secret":
             sources.append(m.source)
             continue
+        if os.geteuid() != 0 and (m.uid or m.gid):
+            raise BakeryError(f"secret mount at {m.target}: uid={m.uid or 0},gid={m.gid or 0} needs "
+                              "root (a rootless step has only uid 0 and gid 0)",
+                              hint="drop uid/gid from the mount, or run bakery as root")
         if not os.path.isdir(secrets_dir):
             os.mkdir(secrets_dir, 0o700)
         if m.data is not None:

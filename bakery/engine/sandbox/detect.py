@@ -8,8 +8,10 @@ from typing import Any, Optional, Tuple
 from bakery.errors import BakeryError
 
 from .namespace import NamespaceSandbox, namespace_support
+from .rootless import current_idmap, userns_support
 from .runc import RuncSandbox, find_runtime
 from .spec import OutputCallback, RunResult, RunSpec
+from .userns import reexecuted
 
 __all__ = ["UnavailableSandbox", "detect_sandbox"]
 
@@ -34,17 +36,15 @@ def detect_sandbox(prefer: Optional[str] = None, allow_network_host: bool = Fals
 
     Order: runc, crun, the namespace fallback.  ``prefer`` (or the
     ``BAKERY_SANDBOX`` environment variable) is ``runc``, ``crun`` or
-    ``namespace``.  Everything needs root: rootless runs (user namespaces,
-    ``runc --rootless``) are not supported yet, so a non-root user gets an
-    :class:`UnavailableSandbox` that explains it."""
+    ``namespace``.  Not as root, runc or else the namespace sandbox run
+    rootless (see :mod:`.rootless`; crun is not used); without user
+    namespaces the result is an :class:`UnavailableSandbox` that explains
+    why."""
     choice = (prefer or os.environ.get("BAKERY_SANDBOX", "")).strip().lower() or "auto"
     if choice not in ("auto", "runc", "crun", "namespace"):
         raise BakeryError(f"unknown sandbox {choice!r}", hint="one of: runc, crun, namespace")
-    if os.geteuid() != 0:
-        return (UnavailableSandbox(
-            "running RUN steps needs root; rootless sandboxes (user namespaces) are not "
-            "supported yet", hint="run bakery as root (e.g. with sudo)"),
-            "not root: rootless sandboxes are not supported yet")
+    if os.geteuid() != 0 or reexecuted():
+        return _rootless(choice, allow_network_host, tmp_dir)
     runtimes = ("runc", "crun") if choice == "auto" else (choice,) if choice != "namespace" else ()
     for name in runtimes:
         path = find_runtime(name)
@@ -66,3 +66,45 @@ def detect_sandbox(prefer: Optional[str] = None, allow_network_host: bool = Fals
     if choice == "auto":
         why += " (no runc or crun installed; no cgroups, seccomp or device isolation)"
     return NamespaceSandbox(allow_network_host=allow_network_host, tmp_dir=tmp_dir), why
+
+
+def _rootless(choice: str, allow_network_host: bool, tmp_dir: Optional[str]) -> Tuple[Any, str]:
+    uid, gid = os.getuid(), os.getgid()
+    mapping = (f"rootless: not root, so a user namespace maps uid {uid}/gid {gid} to root "
+               "(a single-id mapping: steps run as root only)")
+    if reexecuted():
+        idmap = current_idmap()
+        n = idmap.size if idmap is not None else 0
+        mapping = (f"rootless: bakery runs in a user namespace of {n} ids (the invoking user is root, "
+                   "then its subordinate ids from /etc/subuid and /etc/subgid)")
+        if choice == "namespace":
+            reason = "the namespace sandbox cannot nest subordinate ids; rootless with them needs runc"
+            return UnavailableSandbox(reason, hint="unset BAKERY_SANDBOX, or set BAKERY_USERNS=0"), reason
+    if choice == "crun":
+        reason = "not root, and rootless runs use runc --rootless or the namespace sandbox, not crun"
+        return UnavailableSandbox(reason, hint="unset BAKERY_SANDBOX, or run bakery as root"), reason
+    try:
+        with open("/proc/sys/user/max_user_namespaces", encoding="ascii") as f:
+            text: Optional[str] = f.read()
+    except OSError:
+        text = None
+    problem = userns_support(text)
+    if problem is not None:
+        reason = f"not root, and rootless runs need user namespaces: {problem}"
+        return UnavailableSandbox(reason, hint="run bakery as root, or enable user namespaces "
+                                  "(sysctl user.max_user_namespaces=15000)"), reason
+    path = find_runtime("runc") if choice != "namespace" else None
+    if path is not None:
+        sb = RuncSandbox(path, allow_network_host=allow_network_host, tmp_dir=tmp_dir)
+        ver = sb.version()
+        return sb, f"runc{' ' + ver if ver else ''} at {path}, {mapping}"
+    if choice == "runc":
+        reason = "runc was asked for but is not installed"
+        return UnavailableSandbox(reason, hint="apt-get install runc"), reason
+    unsupported = namespace_support()
+    if unsupported is not None:
+        return UnavailableSandbox(unsupported), unsupported
+    why = "Linux namespaces through a Python helper"
+    if choice == "auto":
+        why += " (no runc installed; no cgroups, seccomp or device isolation)"
+    return NamespaceSandbox(allow_network_host=allow_network_host, tmp_dir=tmp_dir), f"{why}, {mapping}"

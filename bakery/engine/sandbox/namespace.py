@@ -17,8 +17,9 @@ What it does NOT isolate or limit (use runc for that):
   ``runc kill --all``-style cgroup kills (the PID namespace is killed
   through its pid 1 instead);
 * no seccomp filter, no AppArmor/SELinux profile;
-* no user namespace (root in the sandbox is root on the host, only with
-  fewer capabilities);
+* as root, no user namespace (root in the sandbox is root on the host, only
+  with fewer capabilities); not as root, a user namespace that maps the
+  invoking user to root (rootless.py), devices bound from the host;
 * no cgroup mount at /sys/fs/cgroup.
 
 Secrets in the environment (``secret_env``) reach the helper through a pipe
@@ -41,6 +42,7 @@ from bakery.errors import BakeryError
 
 from .common import OutputPump, prepare, wait_process
 from .oci import build_oci_config, check_spec, network_notes, process_env
+from .rootless import check_user, current_idmap, rootless_config, userns_support
 from .runc import _hint_for, host_network_error, platform_notes
 from .spec import OutputCallback, RunResult, RunSpec, SandboxCancelled, SandboxTimeout
 
@@ -54,7 +56,14 @@ def namespace_support() -> Optional[str]:
     if not sys.platform.startswith("linux"):
         return "namespaces need Linux"
     if os.geteuid() != 0:
-        return "namespaces need root (rootless user namespaces are not supported yet)"
+        try:
+            with open("/proc/sys/user/max_user_namespaces", encoding="ascii") as f:
+                text: Optional[str] = f.read()
+        except OSError:
+            text = None
+        problem = userns_support(text)
+        if problem is not None:
+            return f"not root, and rootless runs need user namespaces: {problem}"
     for ns in ("pid", "mnt", "net", "uts", "ipc"):
         if not os.path.exists(f"/proc/self/ns/{ns}"):
             return f"the kernel has no {ns} namespaces"
@@ -72,6 +81,8 @@ class NamespaceSandbox:
         self.tmp_dir = tmp_dir
         self.state_dir = state_dir
         self.python = python or sys.executable
+        # not root: a user namespace with the invoking user as root (rootless.py)
+        self.idmap = current_idmap()
 
     def __repr__(self) -> str:
         return "NamespaceSandbox()"
@@ -102,6 +113,9 @@ class NamespaceSandbox:
             env = process_env(spec, prep.user, with_secrets=True)
             config = build_oci_config(spec, prep.user, env, prep.hosts_path, prep.resolv_path,
                                       prep.mount_sources, with_cgroup=False)
+            if self.idmap is not None:
+                check_user(prep.user, spec.user, self.idmap)
+                config = rootless_config(config, self.idmap)
             data = json.dumps(config).encode()
             del env, config
 

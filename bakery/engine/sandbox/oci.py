@@ -9,11 +9,13 @@ without a runtime.  The defaults follow Docker's and BuildKit's default spec
 from __future__ import annotations
 
 import ipaddress
+import os
 import posixpath
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from bakery.errors import BakeryError
 
+from .seccomp import default_profile
 from .spec import DEFAULT_PATH, MOUNT_TYPES, NETWORK_MODES, RunSpec, SandboxMount
 from .users import ExecUser
 
@@ -329,11 +331,13 @@ def build_oci_config(
     resolv_path: str,
     mount_sources: Sequence[str],
     with_cgroup: bool = True,
+    machine: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The OCI runtime spec (config.json) for ``spec``.
 
     ``env`` is the final process environment (see :func:`process_env`);
-    ``mount_sources[i]`` is the host path of ``spec.mounts[i]``."""
+    ``mount_sources[i]`` is the host path of ``spec.mounts[i]``; ``machine``
+    (default: this host's) chooses the seccomp filter's architectures."""
     host_net = spec.network == "host"
     namespaces = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
     if not host_net:
@@ -384,5 +388,6 @@ def build_oci_config(
             "resources": {"devices": dev_rules},
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
+            "seccomp": default_profile(os.uname().machine if machine is None else machine),
         },
     }

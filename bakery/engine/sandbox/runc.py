@@ -31,6 +31,7 @@ from bakery.errors import BakeryError
 
 from .common import OutputPump, prepare, wait_process
 from .oci import build_oci_config, check_spec, network_notes, process_env
+from .rootless import check_user, current_idmap, rootless_config
 from .spec import OutputCallback, RunResult, RunSpec, SandboxCancelled, SandboxTimeout
 
 __all__ = ["RuncSandbox", "find_runtime", "host_network_error", "platform_notes"]
@@ -92,6 +93,8 @@ class RuncSandbox:
         self.allow_network_host = allow_network_host
         self.tmp_dir = tmp_dir
         self.state_dir = state_dir
+        # not root: a user namespace with the invoking user as root (rootless.py)
+        self.idmap = current_idmap()
 
     def __repr__(self) -> str:
         return f"RuncSandbox({self.runtime!r})"
@@ -109,6 +112,9 @@ class RuncSandbox:
 
     def _global(self, root: str, log: Optional[str] = None) -> List[str]:
         cmd = [self.runtime, "--root", root]
+        if self.idmap is not None and self.kind == "runc" and os.geteuid() != 0:
+            # (root of a re-executed namespace writes the maps itself, without newuidmap)
+            cmd += ["--rootless", "true"]
         if log is not None:
             if self.kind == "crun":
                 cmd += [f"--log=file:{log}", "--log-format=json"]
@@ -166,6 +172,9 @@ class RuncSandbox:
             env = process_env(spec, prep.user, with_secrets=True)
             config = build_oci_config(spec, prep.user, env, prep.hosts_path, prep.resolv_path,
                                       prep.mount_sources)
+            if self.idmap is not None:
+                check_user(prep.user, spec.user, self.idmap)
+                config = rootless_config(config, self.idmap)
             data = json.dumps(config, indent=1).encode()
             del env, config
             cfg_path = os.path.join(bundle, "config.json")
