@@ -60,6 +60,7 @@ __all__ = [
     "plan_exports",
     "read_local_index",
     "read_registry_index",
+    "result_chain",
     "sources_for_targets",
 ]
 
@@ -124,7 +125,9 @@ class ExportPlan:
     where: str  # the directory or the ref
     tag: str = "latest"
     ignore_error: bool = False
-    keys: Set[str] = field(default_factory=set)
+    keys: Set[str] = field(default_factory=set)  # mode=max: every step
+    roots: Set[str] = field(default_factory=set)  # mode=min: the images' root steps
+    mounts: bool = False  # cache-mounts=true
     targets: List[str] = field(default_factory=list)
 
 
@@ -158,34 +161,112 @@ def plan_exports(graph: Any, targets: Mapping[str, Any], cwd: str,
                 continue
             mode = (attrs.get("mode") or "min").lower()
             if mode not in ("min", "max"):
-                raise BakeryError(f"target {name}: cache-to mode={mode} is not min or max")
+                raise BakeryError(f"target {name}: cache-to mode={mode} is not min or max",
+                                  hint="mode=min exports the images' layers, mode=max every step")
+            comp = (attrs.get("compression") or "gzip").lower()
+            if comp != "gzip":
+                _warn(note, f"target {name}: cache-to compression={comp} is not supported; using gzip")
             plan = plans.get(ident)
             if plan is None:
                 plan = plans[ident] = ExportPlan(ident[0], ident[1], ident[2] or "latest")
             plan.ignore_error = plan.ignore_error or _true(attrs.get("ignore-error"))
+            plan.mounts = plan.mounts or _true(attrs.get("cache-mounts"))
             if name not in plan.targets:
                 plan.targets.append(name)
             if mode == "max":
                 plan.keys.update(graph.target_nodes(name))
             else:
-                plan.keys.update(ex.root for ex in graph.exports.values() if ex.target == name)
+                plan.roots.update(ex.root for ex in graph.exports.values() if ex.target == name)
     return list(plans.values())
 
 
+LayersOf = Callable[[str], Optional[Sequence[str]]]
+
+
+def result_chain(graph: Any, root: str, layers_of: LayersOf) -> Set[str]:
+    """``mode=min``'s steps for one image: as BuildKit, the records of the
+    layers the image holds.  A step belongs when its result (its layers,
+    ``layers_of(key)``; None when there is no record) is a prefix of the
+    root's layers: the final stage's FROM and every step of it, not a
+    build stage whose files were only copied out.  Example: for
+    ``FROM base AS b; RUN make`` and ``FROM base; COPY --from=b /out /``
+    it is {FROM base, COPY --from=b}, without ``RUN make``."""
+    top = layers_of(root)
+    if top is None:
+        return set()
+    top = list(top)
+    out = {root}
+    seen = {root}
+    stack = list(graph.nodes[root].deps) if root in graph.nodes else []
+    while stack:
+        k = stack.pop()
+        if k in seen:
+            continue
+        seen.add(k)
+        layers = layers_of(k)
+        if layers is not None and list(layers) == top[:len(layers)]:
+            out.add(k)
+        if k in graph.nodes:
+            stack.extend(graph.nodes[k].deps)
+    return out
+
+
+def mount_ids(graph: Any, names: Iterable[str]) -> Set[str]:
+    """The ids of the ``RUN --mount=type=cache`` mounts the targets use."""
+    from bakery.graph.ops import Exec
+
+    keys: Set[str] = set()
+    for name in names:
+        keys.update(graph.target_nodes(name))
+    out: Set[str] = set()
+    for k in keys:
+        op = graph.nodes[k].op
+        if isinstance(op, Exec):
+            out.update(m.cache_id or m.target for m in op.mounts if m.type == "cache")
+    return out
+
+
 def export_caches(graph: Any, targets: Mapping[str, Any], store: Any, cwd: str,
-                  client: Any = None, blobs: Any = None, note: Optional[Note] = None) -> List[str]:
-    """Export every ``cache-to`` of the graph's targets; lines for the report."""
+                  client: Any = None, blobs: Any = None, note: Optional[Note] = None,
+                  sources: Sequence[Any] = ()) -> List[str]:
+    """Export every ``cache-to`` of the graph's targets; lines for the report.
+
+    ``sources`` are the run's imported caches: steps restored only through
+    a later step's record (the engine does not load what it does not need)
+    are exported from there, so importing and re-exporting keeps them."""
+
+    def fallback(key: str) -> Optional[CacheRecord]:
+        for src in sources:
+            rec = src.index().get(key)
+            if rec is not None:
+                return rec
+        return None
+
+    def layers_of(key: str) -> Optional[Sequence[str]]:
+        rec = store.get_record(key, touch=False)
+        if rec is not None:
+            return list(rec.get("layers") or ())
+        imported = fallback(key)
+        return imported.diff_ids if imported is not None else None
+
+    def copy_from(la: LayerEntry, dest: Any) -> bool:
+        return any(src.copy_blob(la, dest) for src in sources)
+
     done: List[str] = []
     for plan in plan_exports(graph, targets, cwd, note):
         who = ", ".join(plan.targets)
+        keys = set(plan.keys)
+        for root in sorted(plan.roots):
+            keys |= result_chain(graph, root, layers_of)
+        mounts = mount_ids(graph, plan.targets) if plan.mounts else set()
         try:
             if plan.type == "local":
-                res = export_local(store, plan.keys, plan.where, plan.tag)
+                res = export_local(store, keys, plan.where, plan.tag, fallback, copy_from, mounts)
                 where = f"{plan.where} (tag {plan.tag})"
             else:
                 if client is None or blobs is None:
                     raise BakeryError("no registry access configured")
-                res = export_registry(store, plan.keys, client, plan.where, blobs)
+                res = export_registry(store, keys, client, plan.where, blobs, fallback, copy_from, mounts)
                 where = plan.where
         except (BakeryError, OSError) as e:
             msg = e.message if isinstance(e, BakeryError) else str(e)
@@ -194,7 +275,8 @@ def export_caches(graph: Any, targets: Mapping[str, Any], store: Any, cwd: str,
                 continue
             raise BakeryError(f"{who}: cache export to {plan.where} failed: {msg}",
                               hint="set ignore-error=true on the cache-to entry to build anyway") from e
-        done.append(f"{who}: cache {where}: {res.records} steps, "
+        extra = f", {res.mounts} cache mounts" if plan.mounts else ""
+        done.append(f"{who}: cache {where}: {res.records} steps{extra}, "
                     f"{res.written} layers written, {res.reused} already there")
     return done
 

@@ -30,7 +30,17 @@ import tempfile
 import threading
 from typing import Any, Dict, Iterable, List, Optional
 
-from bakery.cache.common import READ_ERRORS, collect_index, compress_into, install_record, log
+from bakery.cache.common import (
+    READ_ERRORS,
+    CopyFrom,
+    Fallback,
+    collect_all,
+    compress_into,
+    copy_verified,
+    install_record,
+    log,
+    restore_mount,
+)
 from bakery.cache.index import (
     CACHE_INDEX_TYPE,
     CacheIndex,
@@ -50,8 +60,9 @@ LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
 
 
 class ExportResult:
-    def __init__(self, records: int, written: int, reused: int, digest: str):
+    def __init__(self, records: int, written: int, reused: int, digest: str, mounts: int = 0):
         self.records = records
+        self.mounts = mounts  # cache mounts exported
         self.written = written  # layer blobs compressed and written
         self.reused = reused  # layer blobs already there
         self.digest = digest  # the cache manifest
@@ -104,8 +115,14 @@ def _atomic_write(path: str, data: bytes) -> None:
         raise
 
 
-def export_local(store: Store, keys: Iterable[str], dest: str, tag: str = "latest") -> ExportResult:
-    """Write the store's records for ``keys`` as the cache ``tag`` of ``dest``."""
+def export_local(store: Store, keys: Iterable[str], dest: str, tag: str = "latest",
+                 fallback: Optional[Fallback] = None, copy_from: Optional[CopyFrom] = None,
+                 mounts: Iterable[str] = ()) -> ExportResult:
+    """Write the store's records for ``keys`` as the cache ``tag`` of ``dest``.
+
+    Keys the store lacks come from ``fallback`` (imported caches), their
+    compressed blobs through ``copy_from(layer, blobs)``; ``mounts`` are
+    cache mount ids whose contents go along (``cache-mounts=true``)."""
     dest = os.path.abspath(dest)
     os.makedirs(dest, exist_ok=True)
     blobs = BlobStore(os.path.join(dest, "blobs"))
@@ -119,17 +136,28 @@ def export_local(store: Store, keys: Iterable[str], dest: str, tag: str = "lates
             log.debug("cache %s: ignoring the old index %s: %s", dest, name, e)
     counts = {"written": 0, "reused": 0}
 
-    def resolve(diff_id: str) -> LayerEntry:
+    def present(la: LayerEntry) -> bool:
+        p = blobs.path(la.digest)
+        return os.path.isfile(p) and os.path.getsize(p) == la.size
+
+    def resolve(diff_id: str, hint: Optional[LayerEntry]) -> Optional[LayerEntry]:
         entry = known.get(diff_id)
-        if entry is not None and os.path.isfile(blobs.path(entry.digest)) \
-                and os.path.getsize(blobs.path(entry.digest)) == entry.size:
+        if entry is not None and present(entry):
             counts["reused"] += 1
             return entry
-        entry = compress_into(store, blobs, diff_id)
-        counts["written"] += 1
-        return entry
+        if store.has_blob(diff_id):
+            entry = compress_into(store, blobs, diff_id)
+            counts["written"] += 1
+            return entry
+        if hint is not None and present(hint):
+            counts["reused"] += 1
+            return hint
+        if hint is not None and copy_from is not None and copy_from(hint, blobs):
+            counts["written"] += 1
+            return hint
+        return None
 
-    index = collect_index(store, keys, resolve)
+    index = collect_all(store, keys, resolve, fallback, mounts)
     idx_desc = blobs.put_bytes(index.to_bytes(), CACHE_INDEX_TYPE)
     man = build_manifest(idx_desc, index.layers())
     man_desc = blobs.put_bytes(man, OCI_MANIFEST)
@@ -139,7 +167,8 @@ def export_local(store: Store, keys: Iterable[str], dest: str, tag: str = "lates
         _atomic_write(os.path.join(dest, "oci-layout"), LAYOUT_VERSION)
     _atomic_write(os.path.join(dest, "index.json"),
                   canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
-    return ExportResult(len(index), counts["written"], counts["reused"], man_desc.digest)
+    return ExportResult(len(index), counts["written"], counts["reused"], man_desc.digest,
+                        mounts=len(index.mounts))
 
 
 class LocalCacheSource:
@@ -166,13 +195,22 @@ class LocalCacheSource:
                     self._index = CacheIndex()
             return self._index
 
+    def _blob(self, la: LayerEntry) -> Optional[str]:
+        algo, _, hexd = la.digest.partition(":")
+        path = os.path.join(self.blobs_dir, algo, hexd)
+        return path if os.path.isfile(path) else None
+
     def fetch(self, key: str, store: Store) -> bool:
         rec = self.index().get(key)
         if rec is None:
             return False
-        def open_layer(la: LayerEntry) -> Optional[str]:
-            algo, _, hexd = la.digest.partition(":")
-            path = os.path.join(self.blobs_dir, algo, hexd)
-            return path if os.path.isfile(path) else None
+        return install_record(key, rec, store, self._blob)
 
-        return install_record(key, rec, store, open_layer)
+    def copy_blob(self, la: LayerEntry, blobs: BlobStore) -> bool:
+        """Copy the compressed blob ``la`` into ``blobs`` (verified)."""
+        path = self._blob(la)
+        return path is not None and copy_verified(path, la, blobs)
+
+    def restore_mount(self, cache_id: str, store: Store, path: str) -> bool:
+        la = self.index().mounts.get(cache_id)
+        return la is not None and restore_mount(cache_id, la, store, path, self._blob)

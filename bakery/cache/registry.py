@@ -20,7 +20,17 @@ import json
 import threading
 from typing import Any, Dict, Iterable, Optional
 
-from bakery.cache.common import READ_ERRORS, collect_index, compress_into, install_record, log
+from bakery.cache.common import (
+    READ_ERRORS,
+    CopyFrom,
+    Fallback,
+    collect_all,
+    compress_into,
+    copy_verified,
+    install_record,
+    log,
+    restore_mount,
+)
 from bakery.cache.index import (
     CACHE_INDEX_TYPE,
     CacheIndex,
@@ -51,9 +61,11 @@ def read_registry_index(client: Any, ref: str, blobs: BlobStore) -> CacheIndex:
     return CacheIndex.from_bytes(blobs.read_bytes(desc.digest))
 
 
-def export_registry(store: Store, keys: Iterable[str], client: Any, ref: str,
-                    blobs: BlobStore) -> ExportResult:
-    """Push the store's records for ``keys`` as the cache ``ref``."""
+def export_registry(store: Store, keys: Iterable[str], client: Any, ref: str, blobs: BlobStore,
+                    fallback: Optional[Fallback] = None, copy_from: Optional[CopyFrom] = None,
+                    mounts: Iterable[str] = ()) -> ExportResult:
+    """Push the store's records for ``keys`` as the cache ``ref`` (for
+    ``fallback``, ``copy_from`` and ``mounts`` see :func:`export_local`)."""
     known: Dict[str, LayerEntry] = {}
     try:
         known = read_registry_index(client, ref, blobs).by_diff_id()
@@ -61,22 +73,32 @@ def export_registry(store: Store, keys: Iterable[str], client: Any, ref: str,
         log.debug("cache %s: no previous cache (%s)", ref, e)
     counts = {"written": 0, "reused": 0}
 
-    def resolve(diff_id: str) -> LayerEntry:
+    def resolve(diff_id: str, hint: Optional[LayerEntry]) -> Optional[LayerEntry]:
         entry = known.get(diff_id)
         if entry is not None and client.blob_exists(ref, entry.digest, push=True):
             counts["reused"] += 1
             return entry
-        entry = compress_into(store, blobs, diff_id)
-        client.push_blob(ref, blobs, entry.descriptor())
-        counts["written"] += 1
-        return entry
+        if store.has_blob(diff_id):
+            entry = compress_into(store, blobs, diff_id)
+            client.push_blob(ref, blobs, entry.descriptor())
+            counts["written"] += 1
+            return entry
+        if hint is not None and client.blob_exists(ref, hint.digest, push=True):
+            counts["reused"] += 1
+            return hint
+        if hint is not None and copy_from is not None and copy_from(hint, blobs):
+            client.push_blob(ref, blobs, hint.descriptor())
+            counts["written"] += 1
+            return hint
+        return None
 
-    index = collect_index(store, keys, resolve)
+    index = collect_all(store, keys, resolve, fallback, mounts)
     idx_desc = blobs.put_bytes(index.to_bytes(), CACHE_INDEX_TYPE)
     client.push_blob(ref, blobs, idx_desc)
     man = build_manifest(idx_desc, index.layers())
     desc = client.put_manifest(ref, man, OCI_MANIFEST)
-    return ExportResult(len(index), counts["written"], counts["reused"], desc.digest)
+    return ExportResult(len(index), counts["written"], counts["reused"], desc.digest,
+                        mounts=len(index.mounts))
 
 
 class RegistryCacheSource:
@@ -106,17 +128,27 @@ class RegistryCacheSource:
                     self._index = CacheIndex()
             return self._index
 
+    def _blob(self, la: LayerEntry) -> Optional[str]:
+        try:
+            self.client.fetch_blob(self.ref, la.descriptor(), self.blobs)
+        except READ_ERRORS as e:
+            log.warning("cache %s: cannot fetch %s: %s", self.ref, la.digest, e)
+            return None
+        return self.blobs.path(la.digest)
+
     def fetch(self, key: str, store: Store) -> bool:
         rec = self.index().get(key)
         if rec is None:
             return False
+        return install_record(key, rec, store, self._blob)
 
-        def open_layer(la: LayerEntry) -> Optional[str]:
-            try:
-                self.client.fetch_blob(self.ref, la.descriptor(), self.blobs)
-            except READ_ERRORS as e:
-                log.warning("cache %s: cannot fetch %s: %s", self.ref, la.digest, e)
-                return None
-            return self.blobs.path(la.digest)
+    def copy_blob(self, la: LayerEntry, blobs: BlobStore) -> bool:
+        """Download the compressed blob ``la`` into ``blobs`` (verified)."""
+        path = self._blob(la)
+        if path is None:
+            return False
+        return blobs.root == self.blobs.root or copy_verified(path, la, blobs)
 
-        return install_record(key, rec, store, open_layer)
+    def restore_mount(self, cache_id: str, store: Store, path: str) -> bool:
+        la = self.index().mounts.get(cache_id)
+        return la is not None and restore_mount(cache_id, la, store, path, self._blob)

@@ -33,8 +33,9 @@ import os
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Set, Tuple
 
 from bakery.dockerfile.dockerignore import IgnoreMatcher
 from bakery.engine import fileops
@@ -122,6 +123,8 @@ class Engine:
         self.cache_sources = list(cache_sources)
         self.executed: Dict[str, int] = {}  # key -> times run in this engine (tests, stats)
         self._lock = threading.Lock()
+        self._mount_lock = threading.Lock()
+        self._mounts_tried: Set[str] = set()
 
     # -- running a graph ---------------------------------------------------
 
@@ -141,12 +144,22 @@ class Engine:
         desc = dict(descriptions or {})
         skip_cache = set(no_cache_keys)
         key_of_ref = _KeyIndex(ops)
+        hits: Dict[str, State] = {}
+        misses: Set[str] = set()
+        if not self.no_cache:
+            hits, misses = self._short_cut(ops, deps, list(wanted) if wanted is not None else list(deps),
+                                           skip_cache)
+            deps = {k: (() if k in hits else tuple(v)) for k, v in deps.items()}
 
         def execute(key: str, inputs: Mapping[str, State], cancel: threading.Event) -> State:
             op = ops[key]
             d = desc.get(key) or type(op).__name__
             t0 = time.monotonic()
-            if not self.no_cache and key not in skip_cache and not isinstance(op, LocalSource):
+            if key in hits:
+                self.progress.done(key, d, "done", 0.0, True)
+                return hits[key]
+            if not self.no_cache and key not in skip_cache and key not in misses \
+                    and not isinstance(op, LocalSource):
                 hit = self.load(key)
                 if hit is not None:
                     self.progress.done(key, d, "done", 0.0, True)
@@ -183,6 +196,50 @@ class Engine:
 
     # -- the cache ---------------------------------------------------------
 
+    def _short_cut(self, ops: Mapping[str, Any], deps: Mapping[str, Sequence[str]],
+                   wanted: Sequence[str], skip: Set[str]) -> Tuple[Dict[str, State], Set[str]]:
+        """(hits, misses), looked up top-down from ``wanted``.
+
+        A step whose record is in the store or an imported cache does not
+        need its inputs, so the lookup stops there: an unchanged build
+        restores its final steps only, and an imported cache downloads only
+        the layers those need (BuildKit's solver does the same).  A record
+        that turns out missing or corrupt is a miss and the walk continues
+        into that step's inputs, so a broken cache costs time, never a
+        wrong result.  Steps with a ``no-cache-filter`` step below them are
+        not short-cut (the filtered step must run)."""
+        users: Dict[str, List[str]] = {}
+        for k, ds in deps.items():
+            for dep in ds:
+                users.setdefault(dep, []).append(k)
+        tainted: Set[str] = set()
+        stack = [k for k in skip if k in deps]
+        while stack:
+            k = stack.pop()
+            if k not in tainted:
+                tainted.add(k)
+                stack.extend(users.get(k, ()))
+        hits: Dict[str, State] = {}
+        misses: Set[str] = set()
+        seen: Set[str] = set()
+        level = list(dict.fromkeys(wanted))
+        with ThreadPoolExecutor(max_workers=max(1, self.jobs), thread_name_prefix="bakery-lookup") as pool:
+            while level:
+                seen.update(level)
+                ask = [k for k in level if k not in tainted and not isinstance(ops[k], LocalSource)]
+                found = dict(zip(ask, pool.map(self.load, ask)))
+                nxt: List[str] = []
+                for k in level:
+                    st = found.get(k)
+                    if st is not None:
+                        hits[k] = st
+                        continue
+                    if k in found:
+                        misses.add(k)
+                    nxt.extend(d for d in deps[k] if d not in seen)
+                level = list(dict.fromkeys(nxt))
+        return hits, misses
+
     def load(self, key: str) -> Optional[State]:
         rec = self.store.get_record(key)
         if rec is None:
@@ -196,6 +253,22 @@ class Engine:
         if rec is None:
             return None
         return State(tuple(rec.get("layers", ())), rec.get("config"), None, cached=True)
+
+    def _restore_mount(self, cache_id: str) -> None:
+        """An empty cache mount is first filled from an imported cache that
+        holds its contents (``cache-to ...,cache-mounts=true``), once per run;
+        a mount with contents is never touched."""
+        with self._mount_lock:
+            if cache_id in self._mounts_tried or not self.cache_sources:
+                return
+            self._mounts_tried.add(cache_id)
+            path = self.store.cache_mount(cache_id)
+            if os.listdir(path):
+                return
+            for src in self.cache_sources:
+                restore = getattr(src, "restore_mount", None)
+                if restore is not None and restore(cache_id, self.store, path):
+                    return
 
     def save(self, key: str, state: State) -> None:
         self.store.put_record(
@@ -279,6 +352,7 @@ class Engine:
                     mounts.append(SandboxMount("bind", path, m.target, readonly=m.readonly))
                 elif m.type == "cache":
                     cid = m.cache_id or m.target
+                    self._restore_mount(cid)
                     mounts.append(SandboxMount("bind", self.store.cache_mount(cid), m.target,
                                                readonly=m.readonly))
                 elif m.type == "tmpfs":

@@ -195,9 +195,9 @@ def run_targets(
                     cache_sources=sources)
     for arch in sorted({n.op.platform.architecture for n in graph.nodes.values()
                         if isinstance(n.op, Exec)}):
-        note = ensure_emulator(arch)
-        if note and progress is not None:
-            progress.note(note)
+        emulated = ensure_emulator(arch)
+        if emulated and progress is not None:
+            progress.note(emulated)
     ops = {k: n.op for k, n in graph.nodes.items()}
     # data inputs, plus depends_on: a step waits for the exports it is after
     deps = {k: tuple(dict.fromkeys([*n.deps, *(graph.exports[e].root for e in n.after
@@ -239,7 +239,8 @@ def run_targets(
         done = ", ".join(sorted(per_target)) or "none"
         raise BuildFailed(f"{failure.message}\n(outputs written for: {done}; not for: "
                           f"{', '.join(sorted(broken))})", failure.results, hint=failure.hint)
-    report.outputs.extend(export_caches(graph, targets, store, cwd, puller.client, puller.blobs, note))
+    report.outputs.extend(export_caches(graph, targets, store, cwd, puller.client, puller.blobs, note,
+                                        sources=sources))
     return report
 
 

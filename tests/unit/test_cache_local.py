@@ -272,6 +272,9 @@ class FakeGraph:
         }
         self.nodes_of = {"api": {key("base"), key("a")}, "web": {key("base"), key("b")},
                          "plain": {key("b")}}
+        self.nodes = {key("base"): SimpleNamespace(deps=(), op=None),
+                      key("a"): SimpleNamespace(deps=(key("base"),), op=None),
+                      key("b"): SimpleNamespace(deps=(key("base"),), op=None)}
 
     def target_nodes(self, target: str) -> set:
         return set(self.nodes_of[target])
@@ -287,11 +290,12 @@ def test_plans_merge_targets_sharing_a_dest(tmp_path) -> None:  # type: ignore[n
     (plan,) = plan_exports(FakeGraph(), targets, str(tmp_path), notes.append)
     assert plan.where == str(tmp_path / "c") and plan.tag == "latest"
     assert plan.targets == ["api", "web"]
-    assert plan.keys == {key("base"), key("a"), key("b")}
+    assert plan.keys == {key("base"), key("a")}  # api: mode=max, every step
+    assert plan.roots == {key("b")}  # web: mode=min, its image (layers known at export time)
     targets["api"] = SimpleNamespace(cache_to=["type=gha", "type=local,dest=c,tag=v2"])
     plans = plan_exports(FakeGraph(), targets, str(tmp_path), notes.append)
     assert sorted(p.tag for p in plans) == ["latest", "v2"]
-    assert [p.keys for p in plans if p.tag == "v2"] == [{key("a")}]  # mode=min: the image
+    assert [(p.keys, p.roots) for p in plans if p.tag == "v2"] == [(set(), {key("a")})]  # mode=min
     assert any("type=gha is not supported" in n for n in notes)
     targets["api"] = SimpleNamespace(cache_to=["type=local,dest=c,mode=all"])
     with pytest.raises(BakeryError, match="mode=all"):
