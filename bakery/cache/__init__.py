@@ -95,6 +95,7 @@ def cache_sources(entries: Iterable[Any], cwd: str, client: Any = None, blobs: A
     seen: Set[Tuple[str, ...]] = set()
     for e in entries:
         typ, attrs = _entry(e)
+        strict = (attrs.get("ignore-error") or "").strip().lower() == "false"
         if typ == "local":
             src = attrs.get("src")
             if not src:
@@ -103,7 +104,7 @@ def cache_sources(entries: Iterable[Any], cwd: str, client: Any = None, blobs: A
             ident: Tuple[str, ...] = ("local", _path(cwd, src), attrs.get("tag") or "latest")
             if ident not in seen:
                 seen.add(ident)
-                out.append(LocalCacheSource(ident[1], ident[2]))
+                out.append(LocalCacheSource(ident[1], ident[2], strict))
         elif typ == "registry":
             ref = attrs.get("ref")
             if not ref or client is None or blobs is None:
@@ -113,7 +114,7 @@ def cache_sources(entries: Iterable[Any], cwd: str, client: Any = None, blobs: A
             ident = ("registry", ref)
             if ident not in seen:
                 seen.add(ident)
-                out.append(RegistryCacheSource(client, ref, blobs))
+                out.append(RegistryCacheSource(client, ref, blobs, strict))
         else:
             _warn(note, f"cache-from type={typ} is not supported by the embedded driver; skipped")
     return out

@@ -156,24 +156,28 @@ def compress_into(store: Store, blobs: BlobStore, diff_id: str) -> LayerEntry:
 
 
 def install_record(key: str, rec: CacheRecord, store: Store,
-                   open_layer: Callable[[LayerEntry], Optional[str]]) -> bool:
+                   open_layer: Callable[[LayerEntry], Optional[str]], strict: bool = False) -> bool:
     """Put ``rec``'s layers (those the store lacks) and then the record into
     ``store``.  ``open_layer`` gives the path of a compressed blob (None when
     it is not there).  False, with a warning, when any blob is missing or
-    does not hold the layer it should: a miss, never a wrong result."""
+    does not hold the layer it should: a miss, never a wrong result
+    (``strict``, from ``ignore-error=false``: a BakeryError instead)."""
     try:
         for la in rec.layers:
             if store.has_blob(la.diff_id):
                 continue
             path = open_layer(la)
             if path is None:
-                log.warning("cache: the layer %s of step %s is missing; building the step", la.digest, key)
-                return False
+                raise BakeryError(f"the layer {la.digest} is missing")
             _decompress(path, la, store)
         store.put_record(key, {"layers": rec.diff_ids, "config": rec.config}, blobs=rec.diff_ids)
         return True
     except READ_ERRORS as e:
         msg = e.message if isinstance(e, BakeryError) else str(e)
+        if strict:
+            raise BakeryError(f"cache import of step {key}: {msg}",
+                              hint="the cache-from entry says ignore-error=false; drop it to build "
+                                   "the step instead") from None
         log.warning("cache: cannot import step %s: %s; building the step", key, msg)
         return False
 

@@ -174,8 +174,9 @@ def export_local(store: Store, keys: Iterable[str], dest: str, tag: str = "lates
 class LocalCacheSource:
     """``cache-from type=local,src=DIR[,tag=T]``: a lazy CacheSource."""
 
-    def __init__(self, src: str, tag: str = "latest"):
+    def __init__(self, src: str, tag: str = "latest", strict: bool = False):
         self.src = os.path.abspath(src)
+        self.strict = strict  # ignore-error=false: a broken import fails the build
         self.tag = tag
         self._lock = threading.Lock()
         self._index: Optional[CacheIndex] = None
@@ -191,6 +192,10 @@ class LocalCacheSource:
                     self._index = read_local_index(self.src, self.tag)
                 except READ_ERRORS as e:
                     msg = e.message if isinstance(e, BakeryError) else str(e)
+                    if self.strict:
+                        raise BakeryError(f"cache-from {self.src}: cannot read the cache: {msg}",
+                                          hint="the entry says ignore-error=false; drop it to build "
+                                               "without this cache") from None
                     log.warning("cache %s: cannot read the cache (%s); importing nothing", self.src, msg)
                     self._index = CacheIndex()
             return self._index
@@ -204,7 +209,7 @@ class LocalCacheSource:
         rec = self.index().get(key)
         if rec is None:
             return False
-        return install_record(key, rec, store, self._blob)
+        return install_record(key, rec, store, self._blob, self.strict)
 
     def copy_blob(self, la: LayerEntry, blobs: BlobStore) -> bool:
         """Copy the compressed blob ``la`` into ``blobs`` (verified)."""

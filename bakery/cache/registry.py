@@ -107,7 +107,8 @@ class RegistryCacheSource:
     Blobs are downloaded into ``blobs`` (the store's OCI blob store), then
     decompressed into the content store."""
 
-    def __init__(self, client: Any, ref: str, blobs: BlobStore):
+    def __init__(self, client: Any, ref: str, blobs: BlobStore, strict: bool = False):
+        self.strict = strict  # ignore-error=false: a broken import fails the build
         self.client = client
         self.ref = ref
         self.blobs = blobs
@@ -124,6 +125,10 @@ class RegistryCacheSource:
                     self._index = read_registry_index(self.client, self.ref, self.blobs)
                 except READ_ERRORS as e:
                     msg = e.message if isinstance(e, BakeryError) else str(e)
+                    if self.strict:
+                        raise BakeryError(f"cache-from {self.ref}: cannot read the cache: {msg}",
+                                          hint="the entry says ignore-error=false; drop it to build "
+                                               "without this cache") from None
                     log.warning("cache %s: cannot read the cache (%s); importing nothing", self.ref, msg)
                     self._index = CacheIndex()
             return self._index
@@ -140,7 +145,7 @@ class RegistryCacheSource:
         rec = self.index().get(key)
         if rec is None:
             return False
-        return install_record(key, rec, store, self._blob)
+        return install_record(key, rec, store, self._blob, self.strict)
 
     def copy_blob(self, la: LayerEntry, blobs: BlobStore) -> bool:
         """Download the compressed blob ``la`` into ``blobs`` (verified)."""

@@ -249,6 +249,8 @@ class Engine:
                         rec = self.store.get_record(key)
                         break
                 except BakeryError:
+                    if getattr(src, "strict", False):
+                        raise  # cache-from ...,ignore-error=false
                     continue  # a broken import is a miss, never a wrong result
         if rec is None:
             return None

@@ -289,3 +289,31 @@ def test_unsupported_compression_is_a_warning(tmp_path, attrs: str) -> None:  # 
     g = SimpleNamespace(targets={"t": None}, exports={}, target_nodes=lambda name: set())
     (_plan,) = plan_exports(g, {"t": SimpleNamespace(cache_to=[attrs])}, str(tmp_path), notes.append)
     assert any("compression=zstd" in n for n in notes)
+
+
+def test_ignore_error_false_makes_a_broken_import_fail(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bakery.cache import cache_sources
+    from bakery.errors import BakeryError
+
+    store, ops, deps, root, k_a, k_base, _ = built(tmp_path)
+    dest = str(tmp_path / "cache")
+    export_local(store, [root, k_a, k_base], dest)
+    (lax,) = cache_sources([f"type=local,src={dest}"], str(tmp_path))
+    (strict,) = cache_sources([f"type=local,src={dest},ignore-error=false"], str(tmp_path))
+    assert (lax.strict, strict.strict) == (False, True)
+    for la in read_local_index(dest).records[root].layers:
+        os.unlink(os.path.join(dest, "blobs", "sha256", la.digest.split(":")[1]))
+    # the default: a warning, the steps are built
+    _, sandbox, eng = fresh_engine(tmp_path, "lax", lax)
+    eng.run(ops, deps, [root])
+    assert len(sandbox.runs) == 2
+    # ignore-error=false: the build fails and says why
+    _, sandbox, eng = fresh_engine(tmp_path, "strict", strict)
+    with pytest.raises(BakeryError, match="cache import of step .* is missing") as e:
+        eng.run(ops, deps, [root])
+    assert "ignore-error=false" in (e.value.hint or "")
+    assert sandbox.runs == []
+    # a cache that cannot be read at all
+    (gone,) = cache_sources([f"type=local,src={tmp_path / 'nope'},ignore-error=false"], str(tmp_path))
+    with pytest.raises(BakeryError, match="cannot read the cache"):
+        gone.fetch(root, Store(str(tmp_path / "x")))
