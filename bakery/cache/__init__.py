@@ -156,6 +156,8 @@ def plan_exports(graph: Any, targets: Mapping[str, Any], cwd: str,
                     _warn(note, f"target {name}: cache-to type=registry needs ref=; skipped")
                     continue
                 ident = ("registry", attrs["ref"], "")
+            elif typ == "inline":
+                continue  # written into the image config (bakery.cache.inline)
             else:
                 _warn(note, f"target {name}: cache-to type={typ} is not supported by the "
                             "embedded driver; skipped")

@@ -11,7 +11,8 @@ the local OCI blob store and pushed, then the index blob, then the manifest
 (the tag moves only once everything it names is there).
 
 Import is lazy: the manifest and the index are fetched on the first lookup;
-a lookup downloads only that step's layers.
+a lookup downloads only that step's layers.  ``ref`` may also name an image
+exported with ``cache-to type=inline`` (see :mod:`bakery.cache.inline`).
 """
 
 from __future__ import annotations
@@ -38,27 +39,65 @@ from bakery.cache.index import (
     build_manifest,
     parse_manifest,
 )
+from bakery.cache.inline import index_from_config
 from bakery.cache.local import ExportResult
 from bakery.engine.store import Store
 from bakery.errors import BakeryError
-from bakery.oci.media import OCI_MANIFEST
+from bakery.oci.media import (
+    DOCKER_CONFIG,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_CONFIG,
+    OCI_MANIFEST,
+    Descriptor,
+)
+from bakery.oci.reference import parse_reference
 from bakery.oci.store import BlobStore
 
 __all__ = ["RegistryCacheSource", "export_registry", "read_registry_index"]
 
 
 def read_registry_index(client: Any, ref: str, blobs: BlobStore) -> CacheIndex:
-    """The cache index ``ref`` names (fetched into ``blobs``, verified)."""
+    """The cache index ``ref`` names (fetched into ``blobs``, verified): a
+    bakery cache artifact, or an image with an inline cache (an image
+    manifest, or an index whose every manifest's config is read)."""
     data, _ = client.get_manifest(ref)
     try:
-        media = json.loads(data).get("mediaType")
-    except (ValueError, AttributeError):
-        media = None
-    if media not in (None, OCI_MANIFEST):
+        doc = json.loads(data)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise BakeryError(f"{ref}: the manifest is not a JSON object")
+    media = doc.get("mediaType")
+    if media in INDEX_TYPES or (media is None and "manifests" in doc):
+        return _inline_of_index(client, ref, doc, blobs)
+    if media not in (None, *MANIFEST_TYPES):
         raise BakeryError(f"{ref} is not a bakery cache (a {media})")
+    config = doc.get("config")
+    if isinstance(config, dict) and config.get("mediaType") in (OCI_CONFIG, DOCKER_CONFIG):
+        return _inline_of_manifest(client, ref, doc, blobs)
     desc = parse_manifest(data)
     client.fetch_blob(ref, desc, blobs)
     return CacheIndex.from_bytes(blobs.read_bytes(desc.digest))
+
+
+def _inline_of_manifest(client: Any, ref: str, doc: Dict[str, Any], blobs: BlobStore) -> CacheIndex:
+    desc = Descriptor.from_json(doc["config"])
+    client.fetch_blob(ref, desc, blobs)
+    return index_from_config(blobs.read_json(desc.digest))
+
+
+def _inline_of_index(client: Any, ref: str, doc: Dict[str, Any], blobs: BlobStore) -> CacheIndex:
+    name = parse_reference(ref).name
+    merged = CacheIndex()
+    for m in doc.get("manifests") or []:
+        desc = Descriptor.from_json(m)
+        if desc.media_type not in MANIFEST_TYPES:
+            continue
+        data, _ = client.get_manifest(f"{name}@{desc.digest}")
+        one = _inline_of_manifest(client, ref, json.loads(data), blobs)
+        merged.records.update(one.records)
+    return merged
 
 
 def export_registry(store: Store, keys: Iterable[str], client: Any, ref: str, blobs: BlobStore,

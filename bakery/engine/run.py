@@ -183,6 +183,7 @@ def run_targets(
     ``keep_going``): then targets whose every platform built get their
     outputs, and the run still fails."""
     from bakery.cache import export_caches, sources_for_targets
+    from bakery.cache.inline import inline_cache_hook
     from bakery.engine.emulation import ensure_emulator
     from bakery.graph.build import build_graph
 
@@ -226,11 +227,12 @@ def run_targets(
             continue
         per_target.setdefault(ex.target, []).append((ex, states[ex.root]))
     images: Dict[str, Any] = {}
+    inline = inline_cache_hook(graph, targets, store, sources)  # cache-to type=inline
     for name, items in per_target.items():
         t = targets[name]
         if t.output is not None and all(o.type == "cacheonly" for o in t.output):
             continue
-        images[name] = _image(puller, store, engine, items)
+        images[name] = _image(puller, store, engine, items, inline)
         report.images[name] = images[name].digest
     for name, root in images.items():
         report.outputs.extend(_write_outputs(targets[name], root, puller, store, engine,
@@ -244,7 +246,8 @@ def run_targets(
     return report
 
 
-def _image(puller: RegistryPuller, store: Store, engine: Engine, items: List[Tuple[Any, State]]) -> Any:
+def _image(puller: RegistryPuller, store: Store, engine: Engine, items: List[Tuple[Any, State]],
+           inline: Any = None) -> Any:
     from bakery.oci.image import add_layer, build_image, build_index
 
     manifests = []
@@ -258,7 +261,8 @@ def _image(puller: RegistryPuller, store: Store, engine: Engine, items: List[Tup
             except BakeryError:
                 base_config = None
         img = build_image(puller.blobs, layers, _container_config(cfg), str(ex.export.platform),
-                          history=_history(cfg, base_config, len(layers)))
+                          history=_history(cfg, base_config, len(layers)),
+                          extra_config=inline(ex, layers) if inline is not None else None)
         manifests.append(img.descriptor)
     if len(manifests) == 1:
         return manifests[0]

@@ -374,8 +374,12 @@ def build_image(
     author: str = "",
     annotations: Optional[Mapping[str, str]] = None,
     base_history: Sequence[History] = (),
+    extra_config: Optional[Mapping[str, Any]] = None,
 ) -> Image:
     """Write an image config and a manifest for ``layers`` on ``platform``.
+
+    ``extra_config``: top-level keys added to the config (the inline build
+    cache, :mod:`bakery.cache.inline`).
 
     ``history`` defaults to one entry per layer (its ``created_by`` and
     ``comment``); given, its non-empty entries must match the layers one to
@@ -410,6 +414,7 @@ def build_image(
     cfg["rootfs"] = {"type": "layers", "diff_ids": [la.diff_id for la in layers]}
     if hist:
         cfg["history"] = [h.to_json() for h in hist]
+    cfg.update(extra_config or {})
     cfg_desc = store.put_bytes(canonical_json(cfg), OCI_CONFIG if oci else DOCKER_CONFIG)
 
     layer_descs = [la.descriptor(oci) for la in layers]

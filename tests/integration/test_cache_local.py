@@ -299,3 +299,44 @@ def test_cache_mount_contents_survive_a_fresh_runner(env, mounts) -> None:  # ty
     assert steps_run(second) == 2  # the COPY and the RUN (the FROM comes from the cache)
     with open(os.path.join(work, "out", "seen")) as fh:
         assert fh.read() == ("one\ntwo\n" if mounts else "two\n")
+
+
+def test_inline_cache_travels_in_the_pushed_image(env) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from bakery.cache.inline import INLINE_KEY
+
+    reg = f"{env['host']}/ex"
+    ref = f"{reg}/api:dev"
+    common = ["--var", f"REGISTRY={reg}", "--set", "api.output=type=registry",
+              "--set", "api.cache-to=type=inline"]
+
+    def pushed() -> tuple:
+        def raw(what: str) -> bytes:
+            return subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{what}"],
+                                  capture_output=True, check=True).stdout
+        top = raw(ref)
+        doc = json.loads(top)
+        man = json.loads(raw(f"{reg}/api@{doc['manifests'][0]['digest']}")) if "manifests" in doc else doc
+        cfg = subprocess.run(["curl", "-sfL", f"http://{env['host']}/v2/ex/api/blobs/{man['config']['digest']}"],
+                             capture_output=True, check=True).stdout
+        return "sha256:" + hashlib.sha256(top).hexdigest(), json.loads(cfg), man
+
+    first = bakery(env, "store1", *common, "api")
+    assert steps_run(first) > 0
+    digest, config, man = pushed()
+    records = config[INLINE_KEY]["records"]
+    # mode=min: the busybox image, base's RUN and COPY, api's COPY and RUN (this platform's)
+    assert len(records) == 5, sorted(records)
+    # every record points at the image's own layer blobs: nothing else was pushed
+    assert {la["digest"] for r in records.values() for la in r["layers"]} == \
+        {la["digest"] for la in man["layers"]}
+    # a fresh runner, the image as its cache: nothing runs, the same image is pushed
+    second = bakery(env, "store2", *common, "--set", f"api.cache-from=type=registry,ref={ref}", "api")
+    assert steps_run(second) == 0, second.stderr[-3000:]
+    assert pushed()[0] == digest
+    # a change to api: only its COPY and RUN run, the base's steps come from the image
+    with open(os.path.join(env["cwd"], "services", "api", "run.sh"), "a") as fh:
+        fh.write("# changed\n")
+    third = bakery(env, "store3", *common, "--set", f"api.cache-from=type=registry,ref={ref}", "api")
+    assert steps_run(third) == 2 * len(env["platforms"])

@@ -309,7 +309,7 @@ def test_ignore_error_false_makes_a_broken_import_fail(tmp_path) -> None:  # typ
     assert len(sandbox.runs) == 2
     # ignore-error=false: the build fails and says why
     _, sandbox, eng = fresh_engine(tmp_path, "strict", strict)
-    with pytest.raises(BakeryError, match="cache import of step .* is missing") as e:
+    with pytest.raises(BakeryError, match=r"cache import of step .* is missing") as e:
         eng.run(ops, deps, [root])
     assert "ignore-error=false" in (e.value.hint or "")
     assert sandbox.runs == []
@@ -317,3 +317,38 @@ def test_ignore_error_false_makes_a_broken_import_fail(tmp_path) -> None:  # typ
     (gone,) = cache_sources([f"type=local,src={tmp_path / 'nope'},ignore-error=false"], str(tmp_path))
     with pytest.raises(BakeryError, match="cannot read the cache"):
         gone.fetch(root, Store(str(tmp_path / "x")))
+
+
+# -- type=inline -----------------------------------------------------------------
+
+
+def test_inline_records_point_at_the_image_layers() -> None:
+    from bakery.cache.inline import INLINE_KEY, index_from_config, inline_records
+    from bakery.oci.image import Layer
+
+    l1 = Layer(sha(b"c1"), 10, sha(b"u1"), "gzip")
+    l2 = Layer(sha(b"c2"), 20, sha(b"u2"), "gzip")
+    chain = {sha(b"from"): [l1.diff_id], sha(b"run"): [l1.diff_id, l2.diff_id],
+             sha(b"elsewhere"): [sha(b"not in the image")]}
+    idx = inline_records(chain, {sha(b"from"): {"os": "linux"}}, [l1, l2])
+    assert set(idx.records) == {sha(b"from"), sha(b"run")}
+    assert idx.records[sha(b"run")].layers[1] == LayerEntry(l2.diff_id, l2.digest, 20)
+    assert idx.records[sha(b"from")].config == {"os": "linux"}
+    import json as _json
+
+    config = {"architecture": "amd64", INLINE_KEY: _json.loads(idx.to_bytes())}
+    assert index_from_config(config).records == idx.records
+    assert len(index_from_config({"architecture": "amd64"})) == 0
+    from bakery.errors import BakeryError
+
+    with pytest.raises(BakeryError, match="not a bakery cache index"):
+        index_from_config({INLINE_KEY: "garbage"})
+
+
+def test_inline_is_not_an_export_destination(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bakery.cache import plan_exports
+
+    notes: List[str] = []
+    g = SimpleNamespace(targets={"t": None}, exports={}, target_nodes=lambda name: set())
+    assert plan_exports(g, {"t": SimpleNamespace(cache_to=["type=inline"])}, str(tmp_path), notes.append) == []
+    assert notes == []
