@@ -10,28 +10,38 @@ the registry artifact in :mod:`bakery.cache.registry`.
 
 Supported entries (bake's ``cache-to`` / ``cache-from``)::
 
-    type=local,dest=DIR[,tag=T][,mode=min|max][,ignore-error=true]
-    type=local,src=DIR[,tag=T]
-    type=registry,ref=REPO:TAG[,mode=min|max][,ignore-error=true]
-    REPO:TAG                       (cache-from / cache-to shorthand: registry)
+    type=local,dest=DIR[,tag=T][,mode=min|max][,ignore-error=true][,cache-mounts=true]
+    type=local,src=DIR[,tag=T][,ignore-error=false]
+    type=registry,ref=REPO:TAG[,mode=min|max][,ignore-error=true][,cache-mounts=true]
+    type=inline                    (cache-to: in the image config, see bakery.cache.inline)
+    REPO:TAG                       (cache-from / cache-to shorthand: registry; cache-from
+                                    also reads an image exported with type=inline)
 
-``tag`` defaults to ``latest``.  ``mode=min`` (the default) exports the
-records of the final images (each exported target/platform's root step:
-enough to restore the image, not the intermediate steps); ``mode=max``
+``tag`` defaults to ``latest``.  ``mode=min`` (the default) exports, as
+BuildKit, the records of the final images' layers: every step whose result
+is a prefix of an exported image's layers (:func:`result_chain`: the final
+stage, not a build stage whose files were only copied out); ``mode=max``
 exports every step of every target that names the cache.  Targets that
 name the same destination write one merged cache (the union of their
-steps, each blob once), exported once after the build succeeded.
+steps, each blob once), exported once after the build succeeded.  Steps
+this run did not load (the engine looks records up top-down, so an
+unchanged run restores only its final steps) are exported from the
+imported caches, their blobs copied as they are.
 
-Errors: an import never fails a build; a cache that cannot be read, a
-record whose blob is missing, truncated or not the layer it claims to be is
-a cache miss (the step is built) with a warning.  An export that fails
-fails the run, unless the entry says ``ignore-error=true``, when it is a
-warning.  ``ignore-error`` on a ``cache-from`` entry is accepted and has no
-further effect.
+``cache-mounts=true`` (beyond BuildKit) also exports the contents of the
+``RUN --mount=type=cache`` directories the targets use, one tar each under
+the index's ``mounts``; an import restores a mount, lazily, when a step
+that uses it runs and the local mount is empty (never over local contents).
 
-Not supported (a warning, the entry is skipped): ``type=inline``, ``gha``,
-``s3``, ``azblob``; ``cache-mounts`` (RUN --mount=type=cache contents are
-never exported); compressions other than gzip.
+Errors: by default an import never fails a build; a cache that cannot be
+read, a record whose blob is missing, truncated or not the layer it claims
+to be is a cache miss (the step is built) with a warning.  ``ignore-error=
+false`` on a ``cache-from`` entry makes those an error instead.  An export
+that fails fails the run, unless the entry says ``ignore-error=true``, when
+it is a warning.
+
+Not supported (a warning, the entry is skipped): ``gha``, ``s3``,
+``azblob``; compressions other than gzip (a warning, gzip is used).
 """
 
 from __future__ import annotations
@@ -279,6 +289,7 @@ def export_caches(graph: Any, targets: Mapping[str, Any], store: Any, cwd: str,
             raise BakeryError(f"{who}: cache export to {plan.where} failed: {msg}",
                               hint="set ignore-error=true on the cache-to entry to build anyway") from e
         extra = f", {res.mounts} cache mounts" if plan.mounts else ""
+        extra += f", {res.removed} old blobs removed" if res.removed else ""
         done.append(f"{who}: cache {where}: {res.records} steps{extra}, "
                     f"{res.written} layers written, {res.reused} already there")
     return done

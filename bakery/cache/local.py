@@ -13,8 +13,10 @@ previous index of DIR already names (and that is there with its size) is
 neither compressed again nor rewritten.  New blobs are written to a temp
 file and renamed; ``index.json`` last, also through a temp file and a
 rename, so a reader sees the old cache or the new one, never half of one.
-Exporting a tag replaces that tag's index (other tags stay); blobs no tag
-names any more are left in place (remove DIR to start afresh).
+Exporting a tag replaces that tag's index (other tags stay); then blobs no
+tag names any more are removed, so a directory that is exported to again
+and again does not grow (exports to one directory take turns through a
+lock file, ``DIR/.bakery-lock``).
 
 Import (``src=DIR``) is lazy: the index is read once, on the first lookup;
 a lookup copies only that step's layers into the content store.
@@ -23,11 +25,13 @@ a lookup copies only that step's layers into the content store.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 import threading
+import time
 from typing import Any, Dict, Iterable, List, Optional
 
 from bakery.cache.common import (
@@ -57,12 +61,14 @@ __all__ = ["LocalCacheSource", "export_local", "read_local_index"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
+LOCK_NAME = ".bakery-lock"
 
 
 class ExportResult:
     def __init__(self, records: int, written: int, reused: int, digest: str, mounts: int = 0):
         self.records = records
         self.mounts = mounts  # cache mounts exported
+        self.removed = 0  # old blobs removed (type=local)
         self.written = written  # layer blobs compressed and written
         self.reused = reused  # layer blobs already there
         self.digest = digest  # the cache manifest
@@ -122,9 +128,62 @@ def export_local(store: Store, keys: Iterable[str], dest: str, tag: str = "lates
 
     Keys the store lacks come from ``fallback`` (imported caches), their
     compressed blobs through ``copy_from(layer, blobs)``; ``mounts`` are
-    cache mount ids whose contents go along (``cache-mounts=true``)."""
+    cache mount ids whose contents go along (``cache-mounts=true``).
+    Exports to one directory take turns (a lock file, ``.bakery-lock``);
+    after the new index is in place, blobs no tag names any more are
+    removed (:func:`collect_garbage`)."""
     dest = os.path.abspath(dest)
     os.makedirs(dest, exist_ok=True)
+    fd = os.open(os.path.join(dest, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        res = _export_local(store, keys, dest, tag, fallback, copy_from, mounts)
+        res.removed = collect_garbage(dest)
+        return res
+    finally:
+        os.close(fd)
+
+
+def collect_garbage(dest: str, grace: float = 3600.0) -> int:
+    """Remove the blobs of ``dest`` that no tag's manifest names (the
+    manifests, their cache indexes and layers are kept; stray temp files
+    only when older than ``grace`` seconds); the number removed.  A reader
+    that read the old index.json just before may then miss a blob: a cache
+    miss with a warning, never a wrong result."""
+    keep = set()
+    blobs = BlobStore(os.path.join(dest, "blobs"))
+    for m in _index_entries(dest):
+        digest = m.get("digest")
+        if not isinstance(digest, str):
+            continue
+        keep.add(digest)
+        try:
+            man = json.loads(blobs.read_bytes(digest))
+        except (ValueError, BakeryError, OSError):
+            return 0  # an index we cannot follow: remove nothing
+        for d in [man.get("config") or {}, *(man.get("layers") or [])]:
+            if isinstance(d, dict) and isinstance(d.get("digest"), str):
+                keep.add(d["digest"])
+    removed = 0
+    now = time.time()
+    bdir = os.path.join(dest, "blobs", "sha256")
+    for name in os.listdir(bdir) if os.path.isdir(bdir) else []:
+        path = os.path.join(bdir, name)
+        if name.startswith("."):
+            with contextlib.suppress(OSError):
+                if now - os.lstat(path).st_mtime > grace:
+                    os.unlink(path)
+            continue
+        if "sha256:" + name not in keep:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                removed += 1
+    return removed
+
+
+def _export_local(store: Store, keys: Iterable[str], dest: str, tag: str,
+                  fallback: Optional[Fallback], copy_from: Optional[CopyFrom],
+                  mounts: Iterable[str]) -> ExportResult:
     blobs = BlobStore(os.path.join(dest, "blobs"))
     # what the layout already holds: its previous indexes (any tag)
     known: Dict[str, LayerEntry] = {}

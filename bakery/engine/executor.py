@@ -20,7 +20,10 @@ A node's result is a :class:`State`: the layers (diff_ids, bottom first) of
 a filesystem, plus the image config for image sources.  Results are recorded
 in the store under the node's key, so later runs (and other targets) reuse
 them.  ``no_cache`` ignores records (everything runs); ``no_cache_keys``
-(from ``no-cache-filter``) re-runs just those nodes.
+(from ``no-cache-filter``) re-runs just those nodes.  Records are looked up
+top-down from the wanted nodes: a node whose record is found (in the store
+or an imported cache) needs none of its inputs, which are then neither
+loaded nor run.
 
 The engine holds the store's GC lock shared while it runs, so a concurrent
 ``bakery cache prune`` cannot delete blobs a build is about to record.

@@ -136,8 +136,12 @@ def test_export_is_incremental(store, tmp_path) -> None:  # type: ignore[no-unty
     res = export_local(store, [key("a"), key("b")], dest)
     assert res.written == 1 and res.reused == 2
     after = blob_files(dest)
+    layers = {la.digest.split(":")[1] for la in read_local_index(dest).layers()}
     for name, mtime in before.items():
-        assert after[name] == mtime  # not rewritten
+        if name in layers:
+            assert after[name] == mtime  # not rewritten
+    assert len(layers & set(before)) == 2  # base and a, kept
+    assert res.removed == 2  # the old manifest and cache index
     assert sorted(read_local_index(dest).records) == sorted([key("a"), key("b")])
 
 
@@ -327,3 +331,26 @@ def test_cache_sources_from_entries(tmp_path) -> None:  # type: ignore[no-untype
                           "type=s3,bucket=x", "user/app:cache"], str(tmp_path), note=notes.append)
     assert [(s.src, s.tag) for s in srcs] == [(str(tmp_path / "c"), "latest"), (str(tmp_path / "c"), "v2")]
     assert len(notes) == 2  # s3 unsupported; the registry one needs a client
+
+
+def test_reexport_removes_blobs_no_tag_names_any_more(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dest = str(tmp_path / "c")
+    export_local(store, [key("a")], dest)  # base + a
+    export_local(store, [key("base")], dest, tag="v1")  # base
+    a_blob = [la.digest for la in read_local_index(dest).records[key("a")].layers][1]
+    with open(os.path.join(dest, "index.json")) as fh:
+        old_manifest = json.load(fh)["manifests"][0]["digest"]
+    stray = os.path.join(dest, "blobs", "sha256", ".tmp-old")
+    with open(stray, "w") as fh:
+        fh.write("left by a killed export")
+    os.utime(stray, (1, 1))
+    res = export_local(store, [key("b")], dest)  # latest: base + b; v1 keeps base
+    assert res.removed == 3  # a's layer, the old manifest and its cache index
+    names = set(os.listdir(os.path.join(dest, "blobs", "sha256")))
+    assert a_blob.split(":")[1] not in names and old_manifest.split(":")[1] not in names
+    assert ".tmp-old" not in names
+    # what the tags name is all there: both import
+    fresh = Store(str(tmp_path / "fresh"))
+    assert LocalCacheSource(dest).fetch(key("b"), fresh)
+    assert LocalCacheSource(dest, "v1").fetch(key("base"), fresh)
+    assert not LocalCacheSource(dest).fetch(key("a"), fresh)
