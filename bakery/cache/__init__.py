@@ -11,6 +11,7 @@ the registry artifact in :mod:`bakery.cache.registry`.
 Supported entries (bake's ``cache-to`` / ``cache-from``)::
 
     type=local,dest=DIR[,tag=T][,mode=min|max][,ignore-error=true][,cache-mounts=true]
+                   [,compression=gzip|zstd|uncompressed][,compression-level=N]
     type=local,src=DIR[,tag=T][,ignore-error=false]
     type=registry,ref=REPO:TAG[,mode=min|max][,ignore-error=true][,cache-mounts=true]
     type=inline                    (cache-to: in the image config, see bakery.cache.inline)
@@ -41,7 +42,8 @@ that fails fails the run, unless the entry says ``ignore-error=true``, when
 it is a warning.
 
 Not supported (a warning, the entry is skipped): ``gha``, ``s3``,
-``azblob``; compressions other than gzip (a warning, gzip is used).
+``azblob``.  ``compression=estargz`` and ``force-compression`` are not
+supported (blobs already in the destination are reused as they are).
 """
 
 from __future__ import annotations
@@ -140,6 +142,17 @@ class ExportPlan:
     roots: Set[str] = field(default_factory=set)  # mode=min: the images' root steps
     mounts: bool = False  # cache-mounts=true
     targets: List[str] = field(default_factory=list)
+    compression: str = "gzip"
+    level: Optional[int] = None
+
+
+def _level(target: str, raw: Optional[str]) -> Optional[int]:
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BakeryError(f"target {target}: cache-to compression-level={raw} is not a number") from None
 
 
 def _true(v: Optional[str]) -> bool:
@@ -177,11 +190,18 @@ def plan_exports(graph: Any, targets: Mapping[str, Any], cwd: str,
                 raise BakeryError(f"target {name}: cache-to mode={mode} is not min or max",
                                   hint="mode=min exports the images' layers, mode=max every step")
             comp = (attrs.get("compression") or "gzip").lower()
-            if comp != "gzip":
-                _warn(note, f"target {name}: cache-to compression={comp} is not supported; using gzip")
+            if comp not in ("gzip", "zstd", "uncompressed"):
+                raise BakeryError(f"target {name}: cache-to compression={comp} is not supported",
+                                  hint="use compression=gzip, zstd or uncompressed")
+            level = _level(name, attrs.get("compression-level"))
             plan = plans.get(ident)
             if plan is None:
-                plan = plans[ident] = ExportPlan(ident[0], ident[1], ident[2] or "latest")
+                plan = plans[ident] = ExportPlan(ident[0], ident[1], ident[2] or "latest",
+                                                 compression=comp, level=level)
+            elif (comp, level) != (plan.compression, plan.level):
+                _warn(note, f"target {name}: cache-to {plan.where} is shared with "
+                            f"{', '.join(plan.targets)}, which set compression={plan.compression}; "
+                            "using that")
             plan.ignore_error = plan.ignore_error or _true(attrs.get("ignore-error"))
             plan.mounts = plan.mounts or _true(attrs.get("cache-mounts"))
             if name not in plan.targets:
@@ -274,12 +294,14 @@ def export_caches(graph: Any, targets: Mapping[str, Any], store: Any, cwd: str,
         mounts = mount_ids(graph, plan.targets) if plan.mounts else set()
         try:
             if plan.type == "local":
-                res = export_local(store, keys, plan.where, plan.tag, fallback, copy_from, mounts)
+                res = export_local(store, keys, plan.where, plan.tag, fallback, copy_from, mounts,
+                                   plan.compression, plan.level)
                 where = f"{plan.where} (tag {plan.tag})"
             else:
                 if client is None or blobs is None:
                     raise BakeryError("no registry access configured")
-                res = export_registry(store, keys, client, plan.where, blobs, fallback, copy_from, mounts)
+                res = export_registry(store, keys, client, plan.where, blobs, fallback, copy_from, mounts,
+                                      plan.compression, plan.level)
                 where = plan.where
         except (BakeryError, OSError) as e:
             msg = e.message if isinstance(e, BakeryError) else str(e)

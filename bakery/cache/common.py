@@ -143,16 +143,18 @@ def restore_mount(cache_id: str, la: LayerEntry, store: Store, path: str,
         return False
 
 
-def compress_into(store: Store, blobs: BlobStore, diff_id: str) -> LayerEntry:
-    """gzip the store's layer ``diff_id`` into ``blobs`` (deterministic: no
-    mtime, no name, level 6)."""
+def compress_into(store: Store, blobs: BlobStore, diff_id: str, compression: str = "gzip",
+                  level: Optional[int] = None) -> LayerEntry:
+    """Compress the store's layer ``diff_id`` into ``blobs`` (deterministic:
+    gzip without mtime or name, level 6 by default; or zstd, or
+    uncompressed)."""
     from bakery.oci.image import add_layer
 
-    layer = add_layer(blobs, store.blob_path(diff_id), "gzip")
+    layer = add_layer(blobs, store.blob_path(diff_id), compression, level)
     if layer.diff_id != diff_id:  # the store's blob is corrupt
         raise BakeryError(f"the store's layer {diff_id} has the digest {layer.diff_id}",
                           hint="run `bakery cache prune` and build again")
-    return LayerEntry(diff_id, layer.digest, layer.size, OCI_LAYER_GZIP)
+    return LayerEntry(diff_id, layer.digest, layer.size, layer.descriptor().media_type)
 
 
 def install_record(key: str, rec: CacheRecord, store: Store,

@@ -123,12 +123,16 @@ def _atomic_write(path: str, data: bytes) -> None:
 
 def export_local(store: Store, keys: Iterable[str], dest: str, tag: str = "latest",
                  fallback: Optional[Fallback] = None, copy_from: Optional[CopyFrom] = None,
-                 mounts: Iterable[str] = ()) -> ExportResult:
+                 mounts: Iterable[str] = (), compression: str = "gzip",
+                 level: Optional[int] = None) -> ExportResult:
     """Write the store's records for ``keys`` as the cache ``tag`` of ``dest``.
 
     Keys the store lacks come from ``fallback`` (imported caches), their
     compressed blobs through ``copy_from(layer, blobs)``; ``mounts`` are
     cache mount ids whose contents go along (``cache-mounts=true``).
+    New blobs are compressed with ``compression`` (gzip, zstd or
+    uncompressed) at ``level``; blobs already there are reused whatever
+    their compression (as BuildKit without force-compression).
     Exports to one directory take turns (a lock file, ``.bakery-lock``);
     after the new index is in place, blobs no tag names any more are
     removed (:func:`collect_garbage`)."""
@@ -137,7 +141,7 @@ def export_local(store: Store, keys: Iterable[str], dest: str, tag: str = "lates
     fd = os.open(os.path.join(dest, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        res = _export_local(store, keys, dest, tag, fallback, copy_from, mounts)
+        res = _export_local(store, keys, dest, tag, fallback, copy_from, mounts, compression, level)
         res.removed = collect_garbage(dest)
         return res
     finally:
@@ -183,7 +187,7 @@ def collect_garbage(dest: str, grace: float = 3600.0) -> int:
 
 def _export_local(store: Store, keys: Iterable[str], dest: str, tag: str,
                   fallback: Optional[Fallback], copy_from: Optional[CopyFrom],
-                  mounts: Iterable[str]) -> ExportResult:
+                  mounts: Iterable[str], compression: str, level: Optional[int]) -> ExportResult:
     blobs = BlobStore(os.path.join(dest, "blobs"))
     # what the layout already holds: its previous indexes (any tag)
     known: Dict[str, LayerEntry] = {}
@@ -205,7 +209,7 @@ def _export_local(store: Store, keys: Iterable[str], dest: str, tag: str,
             counts["reused"] += 1
             return entry
         if store.has_blob(diff_id):
-            entry = compress_into(store, blobs, diff_id)
+            entry = compress_into(store, blobs, diff_id, compression, level)
             counts["written"] += 1
             return entry
         if hint is not None and present(hint):

@@ -102,9 +102,10 @@ def _inline_of_index(client: Any, ref: str, doc: Dict[str, Any], blobs: BlobStor
 
 def export_registry(store: Store, keys: Iterable[str], client: Any, ref: str, blobs: BlobStore,
                     fallback: Optional[Fallback] = None, copy_from: Optional[CopyFrom] = None,
-                    mounts: Iterable[str] = ()) -> ExportResult:
-    """Push the store's records for ``keys`` as the cache ``ref`` (for
-    ``fallback``, ``copy_from`` and ``mounts`` see :func:`export_local`)."""
+                    mounts: Iterable[str] = (), compression: str = "gzip",
+                    level: Optional[int] = None) -> ExportResult:
+    """Push the store's records for ``keys`` as the cache ``ref`` (for the
+    other arguments see :func:`export_local`)."""
     known: Dict[str, LayerEntry] = {}
     try:
         known = read_registry_index(client, ref, blobs).by_diff_id()
@@ -118,7 +119,7 @@ def export_registry(store: Store, keys: Iterable[str], client: Any, ref: str, bl
             counts["reused"] += 1
             return entry
         if store.has_blob(diff_id):
-            entry = compress_into(store, blobs, diff_id)
+            entry = compress_into(store, blobs, diff_id, compression, level)
             client.push_blob(ref, blobs, entry.descriptor())
             counts["written"] += 1
             return entry

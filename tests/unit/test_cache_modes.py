@@ -281,14 +281,40 @@ def test_restore_runs_before_the_step_that_uses_the_mount(tmp_path) -> None:  # 
     assert seen == [["restored"]]
 
 
-@pytest.mark.parametrize("attrs", ["type=local,dest=c,compression=zstd"])
-def test_unsupported_compression_is_a_warning(tmp_path, attrs: str) -> None:  # type: ignore[no-untyped-def]
-    from bakery.cache import plan_exports
+@pytest.mark.parametrize("compression", ["zstd", "uncompressed", "gzip"])
+def test_compression_of_new_blobs(tmp_path, compression: str) -> None:  # type: ignore[no-untyped-def]
+    from bakery.oci.media import OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
 
-    notes: List[str] = []
+    store, ops, deps, root, _, _, states = built(tmp_path)
+    g = SimpleNamespace(targets={"t": None}, exports={"e": SimpleNamespace(target="t", root=root)},
+                        nodes={k: SimpleNamespace(deps=deps[k], op=ops[k]) for k in ops},
+                        target_nodes=lambda name: set(ops))
+    attrs = f"type=local,dest=c,mode=max,compression={compression},compression-level=3"
+    export_caches(g, {"t": SimpleNamespace(cache_to=[attrs])}, store, str(tmp_path))
+    idx = read_local_index(str(tmp_path / "c"))
+    want = {"zstd": OCI_LAYER_ZSTD, "uncompressed": OCI_LAYER, "gzip": OCI_LAYER_GZIP}[compression]
+    assert {la.media_type for la in idx.layers()} == {want}
+    _, sandbox, eng = fresh_engine(tmp_path, "fresh", LocalCacheSource(str(tmp_path / "c")))
+    assert eng.run(ops, deps, [root])[root].layers == states[root].layers and sandbox.runs == []
+
+
+def test_bad_compression_attributes_are_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bakery.cache import plan_exports
+    from bakery.errors import BakeryError
+
     g = SimpleNamespace(targets={"t": None}, exports={}, target_nodes=lambda name: set())
-    (_plan,) = plan_exports(g, {"t": SimpleNamespace(cache_to=[attrs])}, str(tmp_path), notes.append)
-    assert any("compression=zstd" in n for n in notes)
+    with pytest.raises(BakeryError, match="compression=estargz is not supported"):
+        plan_exports(g, {"t": SimpleNamespace(cache_to=["type=local,dest=c,compression=estargz"])},
+                     str(tmp_path))
+    with pytest.raises(BakeryError, match="compression-level=high is not a number"):
+        plan_exports(g, {"t": SimpleNamespace(cache_to=["type=local,dest=c,compression-level=high"])},
+                     str(tmp_path))
+    notes: List[str] = []
+    g.targets = {"t": None, "u": None}
+    (plan,) = plan_exports(g, {"t": SimpleNamespace(cache_to=["type=local,dest=c,compression=zstd"]),
+                               "u": SimpleNamespace(cache_to=["type=local,dest=c"])},
+                           str(tmp_path), notes.append)
+    assert plan.compression == "zstd" and any("shared with t" in n for n in notes)
 
 
 def test_ignore_error_false_makes_a_broken_import_fail(tmp_path) -> None:  # type: ignore[no-untyped-def]
