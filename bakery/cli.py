@@ -93,13 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --keep-going, write the outputs of the targets that built even "
                      "when others failed (default: no output unless every target succeeded)")
     run.add_argument("--no-cache", action="store_true", help="run every step, ignoring the cache")
-    run.add_argument("--driver", choices=("embedded", "docker"), default="embedded",
-                     help="who builds: bakery's embedded engine (default) or the BuildKit of a "
-                     "Docker engine (DOCKER_HOST or --docker-host)")
+    run.add_argument("--driver", choices=("embedded", "docker", "buildkit"), default="embedded",
+                     help="who builds: bakery's embedded engine (default), the BuildKit of a "
+                     "Docker engine (DOCKER_HOST or --docker-host) or a buildkitd through buildctl "
+                     "(BUILDKIT_HOST or --buildkit-addr)")
+    run.add_argument("--builder", metavar="NAME",
+                     help="build on the nodes of a named builder (see `bakery builder ls`)")
+    run.add_argument("--buildkit-addr", metavar="URL",
+                     help="the buildkitd for --driver buildkit (default: $BUILDKIT_HOST, else "
+                     "unix:///run/buildkit/buildkitd.sock)")
     run.add_argument("--docker-host", metavar="URL",
                      help="the Docker engine for --driver docker (default: $DOCKER_HOST, else "
                      "unix:///var/run/docker.sock)")
     run.add_argument("--push", action="store_true", help="shorthand for --set '*.output=type=registry'")
+    run.add_argument("--load", action="store_true",
+                     help="shorthand for --set '*.output=type=docker' (load into $DOCKER_HOST)")
+    run.add_argument("--metadata-file", metavar="FILE",
+                     help="write the build result metadata (image digests, descriptors, names) "
+                     "to FILE as JSON, per target, as `docker buildx bake --metadata-file`")
     run.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
                      help="grant an entitlement (network.host)")
     run.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
@@ -110,7 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="build only the I-th of N balanced shards of the requested targets "
                      "(1-based; as `bakery plan --shard I/N` shows)")
 
+    _builder_parser(sub)
+
     sub.add_parser("info", help="show the sandbox, snapshotter and store bakery uses, and why")
+
+    login = sub.add_parser(
+        "login", help="log in to a registry (credentials go to Docker's config.json)",
+        description="Check the credentials against the registry, then store them the Docker way: "
+        "in the credential helper config.json names (credsStore/credHelpers), else base64 in "
+        "its auths.  $DOCKER_CONFIG chooses the directory.")
+    login.add_argument("server", nargs="?", metavar="REGISTRY", help="host[:port] (default: Docker Hub)")
+    login.add_argument("-u", "--username", help="the user name")
+    login.add_argument("-p", "--password", help="the password (insecure: prefer --password-stdin)")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    login.add_argument("--insecure-registry", action="store_true",
+                       help="talk plain HTTP to this registry (loopback registries always may)")
+    logout = sub.add_parser("logout", help="forget the credentials of a registry")
+    logout.add_argument("server", nargs="?", metavar="REGISTRY", help="host[:port] (default: Docker Hub)")
 
     cache = sub.add_parser("cache", help="inspect or prune the shared build cache")
     csub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
@@ -125,6 +152,69 @@ def build_parser() -> argparse.ArgumentParser:
     _common(ls)
     ls.add_argument("--format", choices=("text", "json"), default="text")
     return p
+
+
+def _builder_parser(sub: Any) -> None:
+    b = sub.add_parser("builder", help="manage named builders (nodes for --builder)",
+                       description="Named builders live in builders.toml under $BAKERY_CONFIG_DIR "
+                       "(else $XDG_CONFIG_HOME/bakery, else ~/.config/bakery).")
+    bsub = b.add_subparsers(dest="builder_command", metavar="ACTION")
+    bsub.add_parser("ls", help="list builders and their nodes")
+    add = bsub.add_parser("add", help="add a builder, or append a node to one")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--driver", required=True, choices=("docker", "buildkit"))
+    add.add_argument("--endpoint", required=True, metavar="URL",
+                     help="unix://, tcp:// (ssh:// for docker, kube-pod:// for buildkit)")
+    add.add_argument("--platform", action="append", default=[], metavar="PLATFORMS",
+                     help="platforms the node serves natively (comma-separated; repeatable)")
+    add.add_argument("--node", metavar="NAME", help="the node's name (default: NAME<i>)")
+    for k in ("tlscacert", "tlscert", "tlskey"):
+        add.add_argument(f"--{k}", default="", metavar="FILE",
+                         help=f"{k} for a buildkit tcp:// endpoint (mTLS)")
+    rm = bsub.add_parser("rm", help="remove a builder, or one of its nodes")
+    rm.add_argument("name", metavar="NAME")
+    rm.add_argument("--node", metavar="NODE", help="remove only this node")
+    inspect = bsub.add_parser("inspect", help="show a builder's nodes")
+    inspect.add_argument("name", metavar="NAME")
+
+
+def cmd_builder(args: argparse.Namespace) -> int:
+    from bakery.drivers import builders as B
+
+    path = B.config_path(os.environ)
+    current = B.load_builders(path)
+    if args.builder_command == "ls":
+        if not current:
+            print(f"no builders in {path}")
+            return 0
+        rows = B.node_table(current)
+        width = [max(len(r[i]) for r in rows) for i in range(3)]
+        for r in rows:
+            print(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]:<{width[2]}}  {r[3]}".rstrip())
+        return 0
+    if args.builder_command == "inspect":
+        print("\n".join(B.describe(B.get_builder(current, args.name, path))))
+        return 0
+    if args.builder_command == "add":
+        node = B.Node(name=args.node or B.next_node_name(current, args.name), driver=args.driver,
+                      endpoint=args.endpoint,
+                      platforms=B.parse_node_platforms(",".join(args.platform)),
+                      tlscacert=_abspath(args.tlscacert), tlscert=_abspath(args.tlscert),
+                      tlskey=_abspath(args.tlskey))
+        updated = B.add_node(current, args.name, node)
+        B.save_builders(path, updated)
+        verb = "appended node" if args.name in current else "created builder " + args.name + " with node"
+        print(f"{verb} {node.name} ({path})")
+        return 0
+    if args.builder_command == "rm":
+        B.save_builders(path, B.remove(current, args.name, args.node))
+        print(f"removed {'node ' + args.node + ' of ' if args.node else ''}builder {args.name}")
+        return 0
+    raise BakeryError("bakery builder needs an action", hint="bakery builder ls | add | rm | inspect")
+
+
+def _abspath(p: str) -> str:
+    return os.path.abspath(p) if p else ""
 
 
 def _vars(specs: Sequence[str]) -> Dict[str, str]:
@@ -266,7 +356,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["BAKERY_CACHE_DIR"] = os.path.abspath(args.cache_dir)
     cfg = _load(args)
     resolved = resolve_targets(cfg, args.targets, args.set, os.environ, os.getcwd())
+    if args.builder and args.driver != "embedded":
+        raise BakeryError(f"--builder {args.builder} and --driver {args.driver} both say who builds",
+                          hint="a builder's nodes name their drivers: drop --driver")
+    if args.builder or args.driver == "buildkit":
+        return _run_builder(args, resolved)
     if args.driver == "docker":
+        if args.metadata_file:
+            raise BakeryError("--metadata-file is not supported with --driver docker yet",
+                              hint="use the embedded driver, or drop --metadata-file")
         return _run_docker(args, resolved)
     allow_host = "network.host" in args.allow or any(
         "network.host" in (t.entitlements or []) for t in resolved.targets.values())
@@ -291,18 +389,61 @@ def cmd_run(args: argparse.Namespace) -> int:
             sandbox, jobs=max(1, args.jobs), keep_going=args.keep_going, no_cache=args.no_cache,
             progress=progress, secrets=secrets, allow_network_host=allow_host,
             insecure=args.insecure_registry, push=True if args.push else None,
-            outputs_on_failure=args.outputs_on_failure,
+            outputs_on_failure=args.outputs_on_failure, load=args.load,
         )
+    if args.metadata_file:
+        from bakery.export import write_metadata_file
+
+        write_metadata_file(args.metadata_file, report.metadata)
     for line in report.outputs:
         print(line)
     progress.note(f"done: {report.executed} steps run, {report.cached} from the cache")
     return 0
 
 
-def _run_docker(args: argparse.Namespace, resolved) -> int:
-    from bakery.drivers.docker import DockerDriver
+def _driver_targets(args: argparse.Namespace, resolved) -> Dict[str, Any]:
+    """The resolved targets, with --push applied to their outputs (as buildx's --push)."""
+    if not args.push:
+        return dict(resolved.targets)
+    import dataclasses
 
-    host = args.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    from bakery.bakefile.buildflags import set_push
+
+    return {n: dataclasses.replace(t, output=set_push(t.output or [], True))
+            for n, t in resolved.targets.items()}
+
+
+def _run_builder(args: argparse.Namespace, resolved, builder: Any = None) -> int:
+    from bakery.drivers import builders as B
+    from bakery.drivers.multinode import BuilderDriver
+
+    if builder is not None:
+        pass
+    elif args.builder:
+        path = B.config_path(os.environ)
+        builder = B.get_builder(B.load_builders(path), args.builder, path)
+    else:
+        addr = args.buildkit_addr or os.environ.get("BUILDKIT_HOST") or \
+            "unix:///run/buildkit/buildkitd.sock"
+        builder = B.Builder("buildkit", (B.check_node(B.Node("buildkit0", "buildkit", addr)),))
+    order = _driver_order(args, resolved)
+
+    def show(target: str, line: str) -> None:
+        if args.progress != "quiet":
+            sys.stderr.write(f"[{target}] {line.rstrip()}\n")
+
+    docker = os.environ.get("BAKERY_DOCKER", "/usr/bin/docker")
+    driver = BuilderDriver(builder, cwd=os.getcwd(), docker=docker,
+                           insecure_registries=args.insecure_registry)
+    results = driver.run(_driver_targets(args, resolved), order, max(1, args.jobs), show)
+    for name in order:
+        nodes = sorted({f"{n} ({p})" if p else n for t, p, n in driver.assignments if t == name})
+        print(f"{name}: {results.get(name) or 'built'} (builder {builder.name}: "
+              f"{', '.join(nodes)})")
+    return 0
+
+
+def _driver_order(args: argparse.Namespace, resolved) -> List[str]:
     names = _requested(args, resolved)
     order: List[str] = []
     for n in names:
@@ -313,13 +454,29 @@ def _run_docker(args: argparse.Namespace, resolved) -> int:
     for n in resolved.targets:  # linked targets (target: contexts) are rejected by the driver
         if n not in order and not resolved.targets[n].linked:
             order.append(n)
+    return order
+
+
+def _run_docker(args: argparse.Namespace, resolved) -> int:
+    from bakery.drivers.docker import DockerDriver
+
+    host = args.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    order = _driver_order(args, resolved)
+    if any(len(resolved.targets[n].platforms or []) > 1 for n in order):
+        # one engine as a one-node builder: each platform built on it (emulated where it
+        # is not native), the images joined into one index
+        from bakery.drivers import builders as B
+
+        node = B.check_node(B.Node("docker0", "docker", host))
+        return _run_builder(args, resolved, B.Builder("docker", (node,)))
 
     def show(target: str, line: str) -> None:
         if args.progress != "quiet":
             sys.stderr.write(f"[{target}] {line.rstrip()}\n")
 
     docker = os.environ.get("BAKERY_DOCKER", "/usr/bin/docker")
-    images = DockerDriver(host, docker=docker, cwd=os.getcwd()).run(resolved.targets, order, max(1, args.jobs), show)
+    images = DockerDriver(host, docker=docker, cwd=os.getcwd()).run(
+        _driver_targets(args, resolved), order, max(1, args.jobs), show)
     for name in order:
         print(f"{name}: {images.get(name) or 'built'} (docker driver, {host})")
     return 0
@@ -395,7 +552,54 @@ def cmd_cache(args: argparse.Namespace) -> int:
     raise BakeryError("bakery cache needs an action", hint="bakery cache du | bakery cache prune --all")
 
 
-COMMANDS = {"plan": cmd_plan, "ls": cmd_ls, "run": cmd_run, "info": cmd_info, "cache": cmd_cache}
+def cmd_login(args: argparse.Namespace) -> int:
+    import getpass
+
+    from bakery.oci.auth import normalize_server, store_credentials
+    from bakery.oci.registry import Credentials, RegistryClient, RegistryOptions
+
+    server = normalize_server(args.server)
+    if args.password and args.password_stdin:
+        raise BakeryError("--password and --password-stdin are mutually exclusive")
+    user = args.username
+    if not user:
+        if args.password_stdin or not sys.stdin.isatty():
+            raise BakeryError("give the user name with --username",
+                              hint="bakery login --username USER --password-stdin REGISTRY")
+        user = input("Username: ").strip()
+    if args.password_stdin:
+        password = sys.stdin.read().rstrip("\r\n")
+    elif args.password is not None:
+        sys.stderr.write("WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n")
+        password = args.password
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+    else:
+        raise BakeryError("no password", hint="pipe it in with --password-stdin")
+    if not user or not password:
+        raise BakeryError("a user name and a password are needed to log in")
+    opts = {server: RegistryOptions(insecure=True)} if args.insecure_registry else {}
+    creds = Credentials(user, password)
+    RegistryClient(options=opts, use_docker_config=False, retries=1).check_login(server, creds)
+    where = store_credentials(server, creds)
+    sys.stderr.write(f"credentials for {server} saved in {where}\n")
+    print("Login Succeeded")
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from bakery.oci.auth import erase_credentials, normalize_server
+
+    server = normalize_server(args.server)
+    if erase_credentials(server):
+        print(f"Removing login credentials for {server}")
+    else:
+        print(f"Not logged in to {server}")
+    return 0
+
+
+COMMANDS = {"login": cmd_login, "logout": cmd_logout, "plan": cmd_plan, "ls": cmd_ls, "run": cmd_run,
+            "info": cmd_info, "cache": cmd_cache, "builder": cmd_builder}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -15,10 +15,11 @@ cache and nothing else is pushed.  ``cache-from type=registry,ref=<image>``
 reads it back: an image manifest, or every manifest of a multi-platform
 index, each config's records merged.
 
-The hook: the image exporter calls :func:`inline_cache_hook` once per run
-and, for each image it writes, ``hook(export_node, layers)``; the dict it
-returns is merged into the image config (``{}`` when the target did not ask
-for ``cache-to type=inline``).
+The hook: run.py wraps the image exporter's ``config_extras`` with
+:func:`with_inline_cache` once per run; for each image it writes, the
+exporter calls ``hook(target, platform, layers)`` and adds the keys it
+returns to the image config (none when the target did not ask for
+``cache-to type=inline``).
 """
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ from bakery.cache.index import (
     LayerEntry,
 )
 
-__all__ = ["INLINE_KEY", "InlineHook", "index_from_config", "inline_cache_hook", "inline_records"]
+__all__ = ["INLINE_KEY", "InlineHook", "index_from_config", "inline_cache_hook", "inline_records",
+           "with_inline_cache"]
 
 INLINE_KEY = "bakery.cache.v1"
 
-InlineHook = Callable[[Any, Sequence[Any]], Dict[str, Any]]
+# (target name, platform, the image's layers) -> extra config keys, as
+# bakery.export.image.ConfigExtras
+InlineHook = Callable[[str, Any, Sequence[Any]], Mapping[str, Any]]
 
 
 def inline_records(chain: Mapping[str, Sequence[str]], configs: Mapping[str, Any],
@@ -84,12 +88,16 @@ def inline_cache_hook(graph: Any, targets: Mapping[str, Any], store: Any,
         rec = record(key)
         return rec[0] if rec is not None else None
 
-    def hook(ex: Any, layers: Sequence[Any]) -> Dict[str, Any]:
-        if ex.target not in wanted:
+    def hook(target: str, platform: Any, layers: Sequence[Any]) -> Dict[str, Any]:
+        if target not in wanted:
+            return {}
+        roots = [ex.root for ex in graph.exports.values()
+                 if ex.target == target and str(ex.export.platform) == str(platform)]
+        if len(roots) != 1:
             return {}
         chain: Dict[str, Sequence[str]] = {}
         configs: Dict[str, Any] = {}
-        for key in result_chain(graph, ex.root, layers_of):
+        for key in result_chain(graph, roots[0], layers_of):
             rec = record(key)
             if rec is not None:
                 chain[key], configs[key] = rec
@@ -97,6 +105,22 @@ def inline_cache_hook(graph: Any, targets: Mapping[str, Any], store: Any,
         return {INLINE_KEY: json.loads(index.to_bytes())}
 
     return hook
+
+
+def with_inline_cache(extras: Optional[InlineHook], graph: Any, targets: Mapping[str, Any],
+                      store: Any, sources: Sequence[Any] = ()) -> Optional[InlineHook]:
+    """The image exporter's ``config_extras`` hook with the inline cache
+    added (``extras`` itself when no target asks for one)."""
+    inline = inline_cache_hook(graph, targets, store, sources)
+    if inline is None:
+        return extras
+
+    def combined(target: str, platform: Any, layers: Sequence[Any]) -> Mapping[str, Any]:
+        out = dict(extras(target, platform, layers) or {}) if extras is not None else {}
+        out.update(inline(target, platform, layers))
+        return out
+
+    return combined
 
 
 def index_from_config(config: Mapping[str, Any]) -> CacheIndex:

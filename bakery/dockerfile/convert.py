@@ -35,18 +35,21 @@ Behaviour re-implemented from BuildKit (not copied), in its order:
 
 Deliberate approximations (the operation contract has no place for them):
 
-* ``ADD <url>`` and git sources are rejected ("not supported yet");
-  ``ADD --checksum`` is therefore always an error (BuildKit only accepts it
-  for URLs and git).
+* ``ADD <url>`` gives an ``HttpSource`` and ``ADD <git ref>`` a
+  ``GitSource`` (see bakery.dockerfile.gitref); what they fetch is only
+  known when the engine runs them, which pins the steps after them to it.
 * ``--chown`` is resolved to ``uid:gid`` only when numeric (``1000`` ->
   ``1000:1000``); user and group *names* are kept as written and resolved
   by the engine from the ``/etc/passwd`` and ``/etc/group`` of the
-  destination, as BuildKit does when it runs the copy.  WORKDIR's mkdir
-  gets the stage's USER the same way.
-* Proxy build args (``HTTP_PROXY`` ...) go into ``Exec.env`` (both cases,
-  as BuildKit's executor sets them) without being declared, so unlike in
-  BuildKit they are part of the step's cache key; they are never in the
-  image config or history.
+  destination, as BuildKit does when it runs the copy
+  (bakery.engine.fileops.parse_chown).  WORKDIR's mkdir gets the stage's
+  USER the same way.
+* Proxy build args (``HTTP_PROXY``, ``HTTPS_PROXY``, ``FTP_PROXY``,
+  ``NO_PROXY``, ``ALL_PROXY``, any case) need no ARG: they go into
+  ``Exec.proxy_env`` (upper and lower case, as BuildKit's executor sets
+  them), which is not part of the key, nor of the image config or history.
+  Declared with ARG they are ordinary args (env, key and history), as in
+  BuildKit.
 * ``MAINTAINER`` sets the image *Author* in BuildKit; ImageConfig has no
   such field, so only the history entry is kept.
 * The image history holds this build's entries only (base images' history
@@ -70,6 +73,7 @@ import dataclasses
 import math
 import posixpath
 import re
+import urllib.parse
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from bakery.errors import BakeryError, Pos
@@ -79,6 +83,8 @@ from bakery.graph.ops import (
     Export,
     FileAction,
     FileOp,
+    GitSource,
+    HttpSource,
     ImageConfig,
     ImageSource,
     LocalSource,
@@ -90,11 +96,13 @@ from bakery.graph.ops import (
     Ref,
     ScratchSource,
     SourceLocation,
+    parse_checksum,
 )
 from bakery.oci.media import normalize_arch
 
 from . import _go
 from .expand import ExpansionError, Lex
+from .gitref import is_git_ref, parse_git_ref
 from .instructions import (
     AddInstruction,
     ArgInstruction,
@@ -393,12 +401,7 @@ def _resolve_chown(spec: str) -> str:
 
 
 def _is_git(src: str) -> bool:
-    if src.startswith(("git://", "git@", "ssh://")):
-        return True
-    if src.startswith(("http://", "https://")):
-        base = src.split("#", 1)[0].split("?", 1)[0]
-        return base.endswith(".git")
-    return False
+    return is_git_ref(src)
 
 
 def _is_http(src: str) -> bool:
@@ -1281,8 +1284,6 @@ class _Converter:
         raw = Lex(self.escape, raw_quotes=True, skip_unset_env=True)
         name = self.prefix(d, self.cmd_name(raw, custom, masked), cmd.is_onbuild)
         full_env = d.st.env.to_list()
-        have = {e.split("=", 1)[0] for e in full_env}
-        full_env += [e for e in self.proxy_env if e.split("=", 1)[0] not in have]
         network = c.network if c.network != "default" else d.st.network
         op = Exec(
             rootfs=d.st.ref,
@@ -1295,6 +1296,7 @@ class _Converter:
             network=network,
             security=c.security,
             extra_hosts=tuple(self.req.extra_hosts),
+            proxy_env=tuple(self.proxy_env),
             description=name,
             location=self.location(c),
         )
@@ -1444,6 +1446,12 @@ class _Converter:
                 raise self.err("checksum can't be specified for multiple sources", c.pos)
             if not _is_http(sources[0]) and not _is_git(sources[0]):
                 raise self.err("checksum requires HTTP(S) or Git sources", c.pos)
+            if _is_http(sources[0]):
+                try:
+                    parse_checksum(checksum)
+                except ValueError as e:
+                    raise self.err(str(e), c.pos,
+                                   hint="write --checksum=sha256:<64 hex digits>") from None
 
         msg = "ADD" if is_add else "COPY"
         parents = isinstance(c, CopyInstruction) and c.parents
@@ -1473,9 +1481,9 @@ class _Converter:
                 kind = "git ref" if _is_git(src) else "URL"
                 if not is_add:
                     raise self.err(f"source can't be a {kind} for COPY", c.pos)
-                raise self.err(
-                    f"ADD from a {kind} ({src}) is not supported yet", c.pos,
-                    hint="download it in a RUN step, or COPY it from a local file")
+                actions.append(self._remote_copy(d, c, src, dest_path, owner, chmod, checksum,
+                                                 pg, unpack_flag))
+                continue
             patterns: Tuple[str, ...] = ()
             path = src
             if parents:
@@ -1539,10 +1547,45 @@ class _Converter:
                                   description=pg, location=loc))
         if from_state is None:
             for src in sources:
-                if is_add and src.startswith(("http://", "https://")):
+                if is_add and (_is_http(src) or _is_git(src)):
                     continue
                 self.ctx_paths.add(_go_join("/", src))
         self.commit(d, msg, True, buildkit=True)
+
+    def _remote_copy(self, d: _State, c: Union[AddInstruction, CopyInstruction], src: str,
+                     dest: str, owner: str, chmod: str, checksum: str, pg: str,
+                     unpack: Optional[bool]) -> Copy:
+        """The copy of an ``ADD <url>`` or ``ADD <git ref>`` source: BuildKit's
+        llb.HTTP (file name from the URL path, never unpacked unless
+        ``--unpack``) or llb.Git (the tree at the ref, ``.git`` only with
+        ``--keep-git-dir``) copied to ``dest``."""
+        loc = self.location(c)
+        if _is_git(src):
+            try:
+                ref = parse_git_ref(src)
+            except ValueError as e:
+                raise self.err(str(e), c.pos) from None
+            assert ref is not None
+            commit_pin = ref.commit
+            if checksum and commit_pin and checksum != commit_pin:
+                raise self.err(f"checksum mismatch {_go.quote(checksum)} != {_go.quote(commit_pin)}",
+                               c.pos)
+            keep = isinstance(c, AddInstruction) and bool(c.keep_git_dir)
+            git = GitSource(remote=ref.remote, ref=ref.ref, subdir=ref.subdir.strip("/"),
+                            keep_git_dir=keep, checksum=checksum or commit_pin,
+                            description=pg, location=loc)
+            return Copy(source=Ref(git), src=("/",), dest=dest, chown=owner, chmod=chmod,
+                        follow_symlinks=True, dir_contents_only=True, create_dest_path=True,
+                        allow_wildcard=False, allow_empty_wildcard=False)
+        path = urllib.parse.urlsplit(src).path
+        f = "__unnamed__"
+        base = posixpath.basename(posixpath.normpath(path)) if path else ""
+        if base not in ("", ".", "/"):
+            f = base
+        http = HttpSource(url=src, filename=f, checksum=checksum, description=pg, location=loc)
+        return Copy(source=Ref(http), src=(f,), dest=dest, chown=owner, chmod=chmod,
+                    follow_symlinks=False, dir_contents_only=False, create_dest_path=True,
+                    allow_wildcard=False, allow_empty_wildcard=False, unpack=bool(unpack))
 
     def _relative_to_workdir(self, d: _State, p: str) -> str:
         assert d.st is not None

@@ -2,6 +2,12 @@
 
 * :mod:`bakery.drivers.docker`: a Docker engine's BuildKit through the
   ``docker build`` CLI (Docker 20.10, no buildx).
+* :mod:`bakery.drivers.buildkit`: a remote ``buildkitd`` through ``buildctl``.
+* :mod:`bakery.drivers.builders`: named builders (nodes, endpoints, platforms)
+  in the user's ``builders.toml``.
+* :mod:`bakery.drivers.schedule`: which node builds what, when (pure).
+* :mod:`bakery.drivers.multinode`: :class:`BuilderDriver`, a builder's nodes
+  at work, multi-platform targets split per platform and joined into one index.
 """
 
 from __future__ import annotations

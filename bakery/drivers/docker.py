@@ -30,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import posixpath
 import re
@@ -38,7 +39,19 @@ import subprocess
 import tempfile
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, NamedTuple, Optional, Set
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Set,
+    Tuple,
+)
 
 from bakery.bakefile.buildflags import parse_bool
 from bakery.bakefile.model import Target
@@ -65,10 +78,12 @@ ProgressCallback = Callable[[str, str], None]
 
 class BuildCommand(NamedTuple):
     """A ``docker build`` command line and what to write on its stdin (the
-    ``dockerfile-inline`` text for ``-f -``), or None for no stdin."""
+    ``dockerfile-inline`` text for ``-f -``), or None for no stdin; ``push``:
+    the tags to ``docker push`` once the build succeeded."""
 
     argv: List[str]
     stdin: Optional[str]
+    push: Tuple[str, ...] = ()
 
 
 def _unsupported(t: Target, attr: str, why: str, hint: Optional[str] = None) -> BakeryError:
@@ -114,9 +129,12 @@ def _nonempty(v: Any) -> bool:
     return v is not None and len(v) > 0
 
 
-def check_target(t: Target) -> None:
+def check_target(t: Target, split: bool = False) -> None:
     """Raise a :class:`BakeryError` for the first attribute of ``t`` this
-    driver (and Docker 20.10's engine) cannot honour."""
+    driver (and Docker 20.10's engine) cannot honour.  ``split``: ``t`` is
+    built one platform at a time and its outputs are written by the caller
+    (a multi-node builder joining the platforms), so neither its platforms
+    nor its outputs are this driver's business."""
     if _nonempty(t.contexts):
         names = ", ".join(sorted(t.contexts or {}))
         raise _unsupported(t, "contexts", f"named contexts ({names}) need Dockerfile frontend "
@@ -152,10 +170,14 @@ def check_target(t: Target) -> None:
     if t.network is not None and t.network not in NETWORKS:
         raise _unsupported(t, "network", f"network={t.network}: the engine's builder runs RUN steps "
                            f"only with {', '.join(NETWORKS)}")
+    if split:
+        return
     if t.platforms is not None and len(t.platforms) > 1:
         raise _unsupported(t, "platforms", f"{', '.join(t.platforms)}: this driver builds one "
                            "platform per target and produces no multi-platform manifest index",
-                           hint="split the target per platform (a matrix), or use a buildkit driver")
+                           hint="build it with a builder (bakery builder add; bakery run --builder "
+                           "NAME), which splits it per platform across its nodes and joins the "
+                           "images into one index")
     outputs = list(t.output or [])
     if len(outputs) > 1:
         raise _unsupported(t, "output", "the engine's builder takes one output per build")
@@ -179,13 +201,18 @@ def _check_output(t: Target, o: Any) -> None:
             raise _unsupported(t, "output", f"{shown}: dest (an image tar) is not written by the "
                                "engine", hint="drop dest; the image lands in the engine (docker save "
                                "it from there)")
-        if not _falsy(attrs.get("push")):
-            raise _unsupported(t, "output", f"{shown}: push is not implemented by this driver",
-                               hint="build into the engine and `docker push` the tags")
-        extra = sorted(set(attrs) - {"name", "push", "load"})
-        if extra:
-            raise _unsupported(t, "output", f"{shown}: attribute {', '.join(extra)} is not honoured "
-                               "by the engine's image store")
+        _check_image_attrs(t, shown, attrs)
+        if not _falsy(attrs.get("push")) and not _output_names(o) and not t.tags:
+            raise BakeryError(f"target {t.name}: output {shown}: no image name to push",
+                              hint="set tags, or name=REF on the output")
+        return
+    if typ == "registry":
+        if dest:
+            raise _unsupported(t, "output", f"{shown}: type=registry takes no dest")
+        _check_image_attrs(t, shown, attrs)
+        if not _output_names(o) and not t.tags:
+            raise BakeryError(f"target {t.name}: output {shown}: no image name to push",
+                              hint="set tags, or name=REF on the output")
         return
     if typ in ("local", "tar"):
         if not dest or dest == "-":
@@ -194,13 +221,38 @@ def _check_output(t: Target, o: Any) -> None:
         if attrs:
             raise _unsupported(t, "output", f"{shown}: attribute {', '.join(sorted(attrs))} is not "
                                f"supported for type={typ}")
-        if t.tags:
-            raise _unsupported(t, "tags", f"type={typ} output leaves no image in the engine to tag",
-                               hint="remove tags, or build a second target into the engine")
+        # tags are not applied to local/tar exports (as in buildx): no -t is passed
         return
     raise _unsupported(t, "output", f"{shown}: the engine exports only to its image store "
-                       "(type=docker/image), type=local and type=tar",
-                       hint="use a buildkit driver for oci/registry outputs")
+                       "(type=docker/image, pushed with push=true or type=registry), "
+                       "type=local and type=tar",
+                       hint="use a builder (bakery run --builder NAME) for type=oci outputs, or a "
+                       "buildkit driver")
+
+
+def _check_image_attrs(t: Target, shown: str, attrs: Mapping[str, str]) -> None:
+    extra = sorted(set(attrs) - {"name", "push", "load"})
+    if extra:
+        raise _unsupported(t, "output", f"{shown}: attribute {', '.join(extra)} is not honoured "
+                           "by the engine's image store")
+
+
+def pushes(t: Target) -> bool:
+    """Whether ``t``'s outputs push its image (type=registry, or push=true)."""
+    for o in t.output or []:
+        attrs = dict(getattr(o, "attrs", {}) or {})
+        if o.type == "registry" or (o.type in ("image", "docker", "moby")
+                                    and not _falsy(attrs.get("push"))):
+            return True
+    return False
+
+
+def image_names(t: Target) -> List[str]:
+    """The names ``t``'s image gets: its tags, then its outputs' ``name``s."""
+    names: List[str] = list(t.tags or [])
+    for o in t.output or []:
+        names += [n for n in _output_names(o) if n not in names]
+    return names
 
 
 def _output_names(o: Any) -> List[str]:
@@ -209,12 +261,15 @@ def _output_names(o: Any) -> List[str]:
 
 
 def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: str,
-                      docker: str = DEFAULT_DOCKER, iidfile: Optional[str] = None) -> BuildCommand:
+                      docker: str = DEFAULT_DOCKER, iidfile: Optional[str] = None,
+                      split_tag: Optional[str] = None) -> BuildCommand:
     """The ``docker -H HOST build`` command line for ``target`` on ``platform``
     (None: the target's only platform, or the engine's), paths resolved
-    against ``cwd`` as buildx does; and the stdin text for ``-f -``."""
+    against ``cwd`` as buildx does; the stdin text for ``-f -``; the tags to
+    push afterwards.  ``split_tag``: build one platform of a split target
+    under this (temporary) tag only, with no outputs (the caller saves it)."""
     t = target
-    check_target(t)
+    check_target(t, split=split_tag is not None)
     argv: List[str] = [docker, "-H", host, "build", "--progress=plain"]
     stdin: Optional[str] = None
 
@@ -242,9 +297,13 @@ def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: s
         v = (t.labels or {})[k]
         if v is not None:
             argv += ["--label", f"{k}={v}"]
-    tags: List[str] = list(t.tags or [])
-    for o in t.output or []:
-        tags += [n for n in _output_names(o) if n not in tags]
+    exports = [o for o in t.output or [] if o.type in ("local", "tar")]
+    if split_tag is not None:
+        tags = [split_tag]
+    elif exports:
+        tags = []  # nothing lands in the engine to tag
+    else:
+        tags = image_names(t)
     for tag in tags:
         argv += ["-t", tag]
     if t.target:
@@ -279,13 +338,15 @@ def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: s
         argv += ["--ulimit", u]
     for c in t.cache_from or []:
         argv += ["--cache-from", c.attrs["ref"]]
-    for o in t.output or []:
-        if o.type in ("local", "tar"):
-            argv += ["--output", _csv([f"type={o.type}", f"dest={_abs(o.dest, cwd)}"])]
-    if iidfile:
+    for o in exports if split_tag is None else []:
+        argv += ["--output", _csv([f"type={o.type}", f"dest={_abs(o.dest, cwd)}"])]
+    # with a local/tar export the engine gives no image id, and the CLI fails the build
+    # ("cannot write ... because server did not provide an image ID")
+    if iidfile and not (exports and split_tag is None):
         argv += ["--iidfile", iidfile]
     argv.append(context_arg)
-    return BuildCommand(argv, stdin)
+    push = tuple(tags) if split_tag is None and pushes(t) else ()
+    return BuildCommand(argv, stdin, push)
 
 
 def _build_order(targets: Mapping[str, Target], order: List[str]) -> List[str]:
@@ -397,23 +458,59 @@ class DockerDriver:
                 progress_cb(name, line)
 
     def _build(self, name: str, cmd: BuildCommand, progress_cb: Optional[ProgressCallback]) -> str:
+        return self.build(name, cmd, progress_cb)
+
+    def build(self, name: str, cmd: BuildCommand, progress_cb: Optional[ProgressCallback]) -> str:
+        """Run one build (then push its tags when ``cmd.push`` says so);
+        return the image id ("" when the output leaves no image)."""
+        iidfile = cmd.argv[cmd.argv.index("--iidfile") + 1] if "--iidfile" in cmd.argv else None
+        self._command(name, cmd.argv, cmd.stdin, progress_cb, "docker build")
+        image = ""
+        if iidfile is not None and os.path.isfile(iidfile):
+            with open(iidfile, encoding="utf-8") as fh:
+                image = fh.read().strip()
+        for tag in cmd.push:
+            self._emit(progress_cb, name, f"pushing {tag}")
+            self._command(name, [self.docker, "-H", self.host, "push", tag], None, progress_cb,
+                          f"docker push {tag}")
+        return image
+
+    def save(self, name: str, image: str, dest: str,
+             progress_cb: Optional[ProgressCallback] = None) -> None:
+        """``docker save`` ``image`` (an id or a tag) to the tar ``dest``."""
+        self._command(name, [self.docker, "-H", self.host, "save", "-o", dest, image], None,
+                      progress_cb, "docker save")
+
+    def remove_image(self, image: str) -> None:
+        """``docker rmi`` ``image``, best effort (a leftover temporary tag is harmless)."""
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run([self.docker, "-H", self.host, "rmi", image], capture_output=True,
+                           timeout=120, env=self._env(), cwd=self.cwd)
+
+    def _env(self) -> Dict[str, str]:
         env = dict(os.environ)
         env.update(self.env)
         env["DOCKER_BUILDKIT"] = "1"
+        return env
+
+    def _command(self, name: str, argv: List[str], stdin_text: Optional[str],
+                 progress_cb: Optional[ProgressCallback], what: str) -> None:
+        """Run ``argv``, streaming its output lines to ``progress_cb``; a
+        BakeryError with the output's tail when it fails, times out or is
+        cancelled."""
         tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
-        iidfile = cmd.argv[cmd.argv.index("--iidfile") + 1] if "--iidfile" in cmd.argv else None
         with tempfile.TemporaryFile("w+", encoding="utf-8") as stdin:
-            if cmd.stdin is not None:
-                stdin.write(cmd.stdin)
+            if stdin_text is not None:
+                stdin.write(stdin_text)
                 stdin.flush()
                 stdin.seek(0)
             with self._lock:
                 if self._cancelled:
                     raise BakeryError(f"target {name}: not built (another build failed)")
-                proc = subprocess.Popen(cmd.argv, stdin=stdin if cmd.stdin is not None else
+                proc = subprocess.Popen(argv, stdin=stdin if stdin_text is not None else
                                         subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, errors="replace",
-                                        env=env, cwd=self.cwd)
+                                        env=self._env(), cwd=self.cwd)
                 self._procs.add(proc)
             timer: Optional[threading.Timer] = None
             timed_out = threading.Event()
@@ -441,15 +538,11 @@ class DockerDriver:
                     self._procs.discard(proc)
         if rc != 0:
             if timed_out.is_set():
-                why = f"timed out after {self.timeout:g}s"
+                why = f"{what} timed out after {self.timeout:g}s"
             elif self._cancelled:
                 why = "cancelled (another build failed)"
             else:
-                why = f"docker build exited {rc}"
+                why = f"{what} exited {rc}"
             raise BakeryError(f"target {name}: {why}:\n" + "\n".join(tail),
                               hint=None if self._cancelled else "the lines above are the end of "
-                              "the build's output")
-        if iidfile is None or not os.path.isfile(iidfile):
-            return ""  # type=local/tar output: no image
-        with open(iidfile, encoding="utf-8") as fh:
-            return fh.read().strip()
+                              "its output")

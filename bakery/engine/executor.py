@@ -14,7 +14,19 @@ exec       a writable rootfs over the input's layers, the command in the
 file       a writable rootfs, the file actions (bakery.engine.fileops),
            the changes committed as a new layer
 merge      the inputs' layer lists, stacked (COPY --link)
+http       the URL fetched into a one-file layer (bakery.engine.remote)
+git        the ref resolved (ls-remote), the commit checked out into a layer
 =========  ================================================================
+
+Run-time pins.  A URL without ``--checksum`` and a git ref name what to
+fetch, not what comes back, so their graph keys cannot be trusted as cache
+keys.  Such a source is always resolved (the URL fetched, the ref turned
+into a commit) and its :attr:`State.pin` is a key made of what it got
+(:func:`bakery.engine.remote.http_pin`, :func:`~bakery.engine.remote.git_pin`);
+every step with a pinned input is cached under
+``sha256(graph key + its inputs' pins)`` instead of its graph key, and
+passes that key on as its own pin.  So a changed file or a moved branch
+re-runs exactly the steps after it, as BuildKit's content-based keys do.
 
 A node's result is a :class:`State`: the layers (diff_ids, bottom first) of
 a filesystem, plus the image config for image sources.  Results are recorded
@@ -23,7 +35,8 @@ them.  ``no_cache`` ignores records (everything runs); ``no_cache_keys``
 (from ``no-cache-filter``) re-runs just those nodes.  Records are looked up
 top-down from the wanted nodes: a node whose record is found (in the store
 or an imported cache) needs none of its inputs, which are then neither
-loaded nor run.
+loaded nor run (nodes with a pinned source below them are looked up when
+they run, as their keys are only known then).
 
 The engine holds the store's GC lock shared while it runs, so a concurrent
 ``bakery cache prune`` cannot delete blobs a build is about to record.
@@ -32,6 +45,8 @@ The engine holds the store's GC lock shared while it runs, so a concurrent
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import os
 import shutil
 import threading
@@ -41,12 +56,24 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Set, Tuple
 
 from bakery.dockerfile.dockerignore import IgnoreMatcher
-from bakery.engine import fileops
+from bakery.engine import fileops, remote
 from bakery.engine.scheduler import NodeResult, Scheduler
 from bakery.engine.snapshots import Snapshotter
 from bakery.engine.store import Store
 from bakery.errors import BakeryError
-from bakery.graph.ops import Copy, Exec, FileOp, ImageSource, LocalSource, Merge, Ref, ScratchSource
+from bakery.graph.keys import op_inputs
+from bakery.graph.ops import (
+    Copy,
+    Exec,
+    FileOp,
+    GitSource,
+    HttpSource,
+    ImageSource,
+    LocalSource,
+    Merge,
+    Ref,
+    ScratchSource,
+)
 
 __all__ = ["BuildFailed", "Engine", "ImagePuller", "Progress", "State"]
 
@@ -57,6 +84,18 @@ class State:
     config: Optional[Dict[str, Any]] = None  # the image config JSON (image sources)
     local: Optional[str] = None  # a local directory (local sources)
     cached: bool = field(default=False, compare=False)
+    pin: str = ""  # the run-time cache key when an input was pinned (see above)
+
+
+def _unpinned(op: Any) -> bool:
+    """A source whose content only a fetch can tell."""
+    return isinstance(op, GitSource) or (isinstance(op, HttpSource) and not op.checksum)
+
+
+def pinned_key(key: str, pins: Sequence[str]) -> str:
+    """The run-time cache key of a step whose inputs carry ``pins``."""
+    text = "bakery-pinned-v1\n" + key + "\n" + "\n".join(pins)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 class ImagePuller(Protocol):
@@ -161,23 +200,34 @@ class Engine:
             if key in hits:
                 self.progress.done(key, d, "done", 0.0, True)
                 return hits[key]
-            if not self.no_cache and key not in skip_cache and key not in misses \
-                    and not isinstance(op, LocalSource):
-                hit = self.load(key)
+            pins = [p for p in (inputs[key_of_ref.of(r)].pin for r, _ in op_inputs(op)) if p]
+            cache_key = pinned_key(key, pins) if pins else key
+            use_cache = not self.no_cache and key not in skip_cache
+            if use_cache and not isinstance(op, LocalSource) and not _unpinned(op) \
+                    and not (cache_key == key and key in misses):
+                hit = self.load(cache_key)
                 if hit is not None:
                     self.progress.done(key, d, "done", 0.0, True)
-                    return hit
+                    return dataclasses.replace(hit, pin=cache_key if pins else "")
             self.progress.start(key, d)
             try:
-                state = self._execute(key, op, inputs, key_of_ref, cancel)
+                if _unpinned(op):
+                    state = self._remote(key, op, use_cache)
+                    cache_key = state.pin
+                else:
+                    state = self._execute(key, op, inputs, key_of_ref, cancel)
+                    state = dataclasses.replace(state, pin=cache_key if pins else "")
             except BaseException:
                 self.progress.done(key, d, "failed", time.monotonic() - t0, False)
                 raise
+            if state.cached:
+                self.progress.done(key, d, "done", time.monotonic() - t0, True)
+                return state
             if not isinstance(op, LocalSource):  # reading a directory is not a step
                 with self._lock:
                     self.executed[key] = self.executed.get(key, 0) + 1
             if not isinstance(op, LocalSource):
-                self.save(key, state)
+                self.save(cache_key, state)
             self.progress.done(key, d, "done", time.monotonic() - t0, False)
             return state
 
@@ -209,14 +259,15 @@ class Engine:
         the layers those need (BuildKit's solver does the same).  A record
         that turns out missing or corrupt is a miss and the walk continues
         into that step's inputs, so a broken cache costs time, never a
-        wrong result.  Steps with a ``no-cache-filter`` step below them are
-        not short-cut (the filtered step must run)."""
+        wrong result.  Not looked up here: steps with a ``no-cache-filter``
+        step below them (it must run) and steps with an unpinned source
+        below them (their cache key is only known once it is fetched)."""
         users: Dict[str, List[str]] = {}
         for k, ds in deps.items():
             for dep in ds:
                 users.setdefault(dep, []).append(k)
         tainted: Set[str] = set()
-        stack = [k for k in skip if k in deps]
+        stack = [k for k in deps if k in skip or _unpinned(ops[k])]
         while stack:
             k = stack.pop()
             if k not in tainted:
@@ -295,6 +346,8 @@ class Engine:
                 raise BakeryError(f"cannot pull {op.ref}: no registry access configured")
             diff_ids, config = self.puller.pull(op, self.store)
             return State(tuple(diff_ids), config)
+        if isinstance(op, (HttpSource, GitSource)):
+            return self._remote(key, op, False)
         if isinstance(op, Merge):
             layers: List[str] = []
             for ref in op.inputs:
@@ -305,6 +358,44 @@ class Engine:
         if isinstance(op, Exec):
             return self._exec(key, op, inputs, keys, cancel)
         raise TypeError(f"unknown op {op!r}")
+
+    def _remote(self, key: str, op: Any, use_cache: bool) -> State:
+        """Fetch an HTTP or git source into a layer.  An unpinned one gets
+        its pin; a git commit already in the cache is not fetched again."""
+        where = f" ({op.location.file}:{op.location.start_line})" if op.location else ""
+        try:
+            with self.snaps.writable(()) as fs:
+                if isinstance(op, HttpSource):
+                    # an unpinned URL fetched before with an ETag: ask if it changed
+                    meta = remote.http_meta_key(key)
+                    last = self.store.get_record(meta) if use_cache and not op.checksum else None
+                    seen = (last or {}).get("config") or {}
+                    etag = str(seen.get("etag") or "") if seen.get("pin") else ""
+                    res = remote.fetch_http(op, fs.path, etag=etag)
+                    if res.not_modified and last is not None:
+                        return State(tuple(last.get("layers", ())), pin=str(seen["pin"]), cached=True)
+                    pin = remote.http_pin(op, res) if not op.checksum else ""
+                else:
+                    ref, commit = remote.git_resolve(op)
+                    pin = remote.git_pin(key, commit)
+                    if use_cache:
+                        hit = self.load(pin)
+                        if hit is not None:
+                            return dataclasses.replace(hit, pin=pin)
+                    tmp = self.store.tmpdir("git-")
+                    try:
+                        remote.git_fetch(op, ref, commit, fs.path, work_parent=tmp)
+                    finally:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                layer = fs.commit()
+                layers = tuple(self.snaps.chain((), layer))
+                if isinstance(op, HttpSource) and pin and res.etag:
+                    self.store.put_record(meta, {"layers": list(layers),
+                                                 "config": {"etag": res.etag, "pin": pin}},
+                                          blobs=list(layers))
+        except BakeryError as e:
+            raise BakeryError(e.message + where, hint=e.hint) from None
+        return State(layers, pin=pin)
 
     @contextlib.contextmanager
     def _source_dir(self, state: State) -> Any:
@@ -385,8 +476,10 @@ class Engine:
                     mounts.append(SandboxMount("bind", sock, m.target or "/run/buildkit/ssh_agent.0",
                                                readonly=False))
             fs = stack.enter_context(self.snaps.writable(base.layers))
+            have = {e.split("=", 1)[0] for e in op.env}
+            env = (*op.env, *(e for e in op.proxy_env if e.split("=", 1)[0] not in have))
             spec = RunSpec(
-                rootfs=fs.path, args=op.args, env=op.env, cwd=op.cwd or "/", user=op.user,
+                rootfs=fs.path, args=op.args, env=env, cwd=op.cwd or "/", user=op.user,
                 network="host" if op.network == "host" else "none", mounts=tuple(mounts),
                 extra_hosts=op.extra_hosts, secret_env=secret_env,
             )

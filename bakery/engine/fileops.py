@@ -14,8 +14,12 @@ directory holding the source files):
 * missing parents of ``dest`` are created (0755, owned by the chown user or
   root); modes and mtimes of copied files are kept; ownership is the
   ``chown`` uid:gid, else 0:0 for local context files and kept for files
-  from another stage or image (``keep_owner``);
+  from another stage or image (``keep_owner``); user and group names are
+  looked up in the destination's /etc/passwd and /etc/group
+  (:func:`parse_chown`);
 * ``--chmod`` (octal or symbolic) applies to everything copied;
+* ``unpack`` (ADD of a local file): a tar archive, plain or compressed,
+  is extracted into ``dest`` instead (:func:`_unpack`);
 * ``include``/``exclude`` patterns (``--exclude``, ``.dockerignore``) filter
   what a directory copy takes.
 
@@ -32,14 +36,18 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import lzma
 import os
 import posixpath
 import re
 import shutil
 import stat
-from typing import Dict, List, Optional, Sequence, Tuple
+import tarfile
+import zlib
+from typing import IO, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from bakery.dockerfile.dockerignore import IgnoreMatcher
+from bakery.engine import layers
 from bakery.engine.sandbox.common import secure_join
 from bakery.errors import BakeryError
 from bakery.graph.ops import Copy, FileAction, Mkdir, Mkfile, Rm, Symlink
@@ -58,18 +66,71 @@ def resolve_in_root(root: str, path: str, follow_last: bool = True) -> str:
     return os.path.join(secure_join(root, parent), base) if base else secure_join(root, parent)
 
 
-def parse_chown(chown: str) -> Optional[Tuple[int, int]]:
-    """"uid:gid" or "uid" (gid = uid) → ints; names must be resolved before."""
+def _lookup(root: str, etc_file: str, name: str, chown: str) -> Optional[List[str]]:
+    """The fields of ``name``'s line in the root's /etc/passwd or /etc/group
+    (resolved inside ``root``), None when absent; an error when the file is
+    missing (BuildKit: "invalid user index" / "invalid missing user mount"
+    when the destination is scratch)."""
+    try:
+        with open(resolve_in_root(root, etc_file), encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                fields = line.rstrip("\n").split(":")
+                if fields and fields[0] == name and not line.startswith("#"):
+                    return fields
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        kind = "user" if etc_file == "/etc/passwd" else "group"
+        raise BakeryError(
+            f"cannot resolve {kind} {name!r} of chown {chown!r}: the destination has no {etc_file}",
+            hint="use numeric ids (--chown=1000:1000), or copy onto a stage that has the "
+                 f"{kind} (COPY --link and FROM scratch have no {etc_file})",
+        ) from None
+    return None
+
+
+def _id(value: str) -> Optional[int]:
+    return int(value) if value.isdigit() and int(value) < 2**32 else None
+
+
+def parse_chown(chown: str, root: Optional[str] = None) -> Optional[Tuple[int, int]]:
+    """``--chown`` / a USER as the owner of copied files: ``user[:group]``,
+    each a number or a name looked up in ``root``'s /etc/passwd and
+    /etc/group, as BuildKit's file op does:
+
+    * a numeric user alone gives gid = uid; a user name alone gives the
+      user's primary group from /etc/passwd;
+    * a name that is not in the file counts as 0 for a user and leaves the
+      gid unchanged for a group, silently, exactly as BuildKit (checked
+      against Docker 20.10's: ``--chown=nosuch`` makes files owned by 0:0);
+    * a name when the destination has no /etc/passwd (or /etc/group) at all
+      is an error, as in BuildKit for a scratch destination;
+    * an entry with a non-numeric uid or gid is an error.
+    """
     if not chown:
         return None
     user, _, group = chown.partition(":")
-    try:
-        uid = int(user)
-        gid = int(group) if group else uid
-    except ValueError:
-        raise BakeryError(
-            f"invalid chown {chown!r}: user and group must be resolved to numbers first",
-        ) from None
+    uid = _id(user)
+    gid = uid if uid is not None else 0
+    if uid is None:
+        if root is None:
+            raise BakeryError(f"invalid chown {chown!r}: user and group must be resolved to numbers first")
+        uid = 0
+        entry = _lookup(root, "/etc/passwd", user, chown)
+        if entry is not None:
+            if len(entry) < 4 or _id(entry[2]) is None or _id(entry[3]) is None:
+                raise BakeryError(f"invalid /etc/passwd entry for user {user!r}: {':'.join(entry)}")
+            uid, gid = int(entry[2]), int(entry[3])
+    if group:
+        g = _id(group)
+        if g is None:
+            if root is None:
+                raise BakeryError(f"invalid chown {chown!r}: user and group must be resolved to numbers first")
+            entry = _lookup(root, "/etc/group", group, chown)
+            if entry is not None:
+                if len(entry) < 3 or _id(entry[2]) is None:
+                    raise BakeryError(f"invalid /etc/group entry for group {group!r}: {':'.join(entry)}")
+                g = int(entry[2])
+        if g is not None:
+            gid = g
     return uid, gid
 
 
@@ -140,7 +201,7 @@ def _glob(src_root: str, pattern: str) -> List[str]:
 def copy(action: Copy, src_root: str, root: str, keep_owner: bool,
          ignore: Optional[IgnoreMatcher] = None) -> None:
     """Execute one Copy from the directory ``src_root`` into the rootfs ``root``."""
-    owner = parse_chown(action.chown)
+    owner = parse_chown(action.chown, root)
     sources: List[str] = []
     for s in action.src:
         if action.allow_wildcard and _has_wildcard(s):
@@ -171,6 +232,8 @@ def copy(action: Copy, src_root: str, root: str, keep_owner: bool,
         if action.follow_symlinks and os.path.islink(src_path):
             src_path = resolve_in_root(src_root, rel)
         st = os.lstat(src_path)
+        if action.unpack and stat.S_ISREG(st.st_mode) and _unpack(src_path, root, dest, owner):
+            continue
         if stat.S_ISDIR(st.st_mode) and action.dir_contents_only:
             target_dir = posixpath.join(dest, rel) if action.parents and rel else dest
             tdir = _ensure_dir(root, target_dir, owner)
@@ -187,6 +250,60 @@ def copy(action: Copy, src_root: str, root: str, keep_owner: bool,
         parent = _ensure_dir(root, posixpath.dirname(target) or "/", owner)
         out = os.path.join(parent, posixpath.basename(target))
         _copy_one(src_path, out, st, action, owner, keep_owner)
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+@contextlib.contextmanager
+def _archive_stream(path: str) -> Iterator[Optional[IO[bytes]]]:
+    """The uncompressed stream of ``path`` when it is a tar archive (plain,
+    gzip, bzip2, xz, or zstd when the zstandard module is there), else None:
+    BuildKit's isArchivePath (a first tar header must read)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        fh.seek(0)
+        stream: Optional[IO[bytes]] = None
+        if head == _ZSTD_MAGIC:
+            try:
+                import zstandard  # type: ignore[import-not-found,unused-ignore]
+            except ImportError:
+                yield None
+                return
+            stream = zstandard.ZstdDecompressor().stream_reader(fh)
+        try:
+            with tarfile.open(fileobj=stream or fh, mode="r|*" if stream else "r:*") as tf:
+                ok = tf.next() is not None
+        except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, lzma.LZMAError):
+            ok = False
+        if not ok:
+            yield None
+            return
+        fh.seek(0)
+        if head == _ZSTD_MAGIC:
+            import zstandard  # type: ignore[import-not-found,unused-ignore]
+
+            with zstandard.ZstdDecompressor().stream_reader(fh) as z:
+                yield z
+        else:
+            yield fh
+
+
+def _unpack(src_path: str, root: str, dest: str, owner: Optional[Tuple[int, int]]) -> bool:
+    """ADD's auto-extraction: a local tar archive (compressed or not) is
+    extracted into the directory ``dest`` (made, as BuildKit's mkdirp, with
+    the chown owner); the members keep the archive's modes, owners and
+    times (``--chown`` does not apply to them, as in BuildKit).  False when
+    ``src_path`` is not an archive: it is then copied as a file."""
+    with _archive_stream(src_path) as stream:
+        if stream is None:
+            return False
+        tdir = _ensure_dir(root, dest, owner)
+        try:
+            layers.apply_layer(stream, tdir)
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as e:
+            raise BakeryError(f"failed to extract {posixpath.basename(src_path)}: {e}") from None
+    return True
 
 
 def _ignored(ignore: IgnoreMatcher, rel: str, src_root: str) -> bool:
@@ -303,14 +420,14 @@ def apply_actions(actions: Sequence[FileAction], root: str,
             src_root, keep_owner, ignore = sources[id(a)]
             copy(a, src_root, root, keep_owner, ignore)
         elif isinstance(a, Mkdir):
-            owner = parse_chown(a.chown)
+            owner = parse_chown(a.chown, root)
             parent = posixpath.dirname(a.path.rstrip("/")) or "/"
             if not a.make_parents and not os.path.isdir(resolve_in_root(root, parent)):
                 raise BakeryError(f"mkdir {a.path}: parent directory does not exist")
             host = _ensure_dir(root, a.path, owner)
             os.chmod(host, a.mode)
         elif isinstance(a, Mkfile):
-            owner = parse_chown(a.chown)
+            owner = parse_chown(a.chown, root)
             parent = _ensure_dir(root, posixpath.dirname(a.path) or "/", None)
             out = os.path.join(parent, posixpath.basename(a.path))
             if os.path.lexists(out):

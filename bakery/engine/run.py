@@ -9,32 +9,26 @@ The thin shell that joins the layers:
    (:func:`bakery.graph.build.build_graph`) and executed by the
    :class:`~bakery.engine.executor.Engine`: each step once, cached steps not
    at all;
-3. each target's platforms become images (compressed layers, config,
-   manifest), several platforms one OCI index;
-4. the target's outputs are written: ``type=oci`` (tar or ``tar=false``
-   directory), ``type=docker`` (a ``docker load`` tar; ``dest`` required),
-   ``type=local`` (the root filesystem; one directory per platform when
-   there are several, as ``platform-split`` does), ``type=tar``,
-   ``type=image``/``type=registry`` (pushed when ``push=true``),
-   ``type=cacheonly``.  Outputs are written only when every target
-   succeeded.
+3. each target's outputs are checked before anything runs, then written
+   by :mod:`bakery.export` (images with the compression, media types and
+   annotations each output asks for; several platforms one OCI index;
+   ``type=oci``, ``docker``, ``local``, ``tar``, ``image``/``registry``,
+   ``cacheonly``).  Outputs are written only when every target succeeded.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import shutil
-import tarfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from bakery.bakefile.model import Target
-from bakery.engine.executor import BuildFailed, Engine, State
+from bakery.engine.executor import BuildFailed, Engine
 from bakery.engine.store import Store
 from bakery.errors import BakeryError
-from bakery.graph.ops import Exec, ImageConfig, ImageSource, LocalSource
+from bakery.graph.ops import Exec, ImageSource, LocalSource
 
 __all__ = ["RegistryPuller", "RunReport", "run_targets"]
 
@@ -81,6 +75,24 @@ class RegistryPuller:
             self._resolved[k] = (desc.digest, layers, config)
         return desc.digest, layers, config
 
+    def base_layer(self, diff_id: str) -> Any:
+        """The compressed blob (a Descriptor) a pulled base image has for
+        the layer ``diff_id``, or None."""
+        with self._lock:
+            resolved = list(self._resolved.values())
+        for _, layers, config in resolved:
+            diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+            if diff_id in diff_ids and len(diff_ids) == len(layers):
+                return layers[diff_ids.index(diff_id)]
+        return None
+
+    def base_config(self, src: ImageSource) -> Optional[Dict[str, Any]]:
+        """The image config of a base image (None when it cannot be had)."""
+        try:
+            return self._manifest(src)[2]
+        except BakeryError:
+            return None
+
     def image_config(self, src: ImageSource) -> Optional[Mapping[str, Any]]:
         from bakery.dockerfile.request import ResolvedConfig
 
@@ -122,43 +134,8 @@ class RunReport:
     executed: int = 0
     cached: int = 0
     outputs: List[str] = field(default_factory=list)
-
-
-def _container_config(cfg: ImageConfig) -> Any:
-    from bakery.oci.image import ContainerConfig, Healthcheck
-
-    hc = None
-    if cfg.healthcheck:
-        h = dict(cfg.healthcheck)  # Docker's keys, durations in nanoseconds
-        hc = Healthcheck(
-            test=list(h.get("Test") or []),  # type: ignore[call-overload]
-            interval=h.get("Interval") or 0,  # type: ignore[arg-type]
-            timeout=h.get("Timeout") or 0,  # type: ignore[arg-type]
-            start_period=h.get("StartPeriod") or 0,  # type: ignore[arg-type]
-            start_interval=h.get("StartInterval") or 0,  # type: ignore[arg-type]
-            retries=int(h.get("Retries") or 0),  # type: ignore[call-overload]
-        )
-    return ContainerConfig(
-        user=cfg.user, exposed_ports=list(cfg.exposed_ports), env=list(cfg.env),
-        entrypoint=list(cfg.entrypoint) if cfg.entrypoint is not None else None,
-        cmd=list(cfg.cmd) if cfg.cmd is not None else None, volumes=list(cfg.volumes),
-        working_dir=cfg.workdir, labels=dict(cfg.labels), stop_signal=cfg.stop_signal,
-        healthcheck=hc, on_build=list(cfg.onbuild), shell=list(cfg.shell or ()),
-    )
-
-
-def _history(cfg: ImageConfig, base_config: Optional[Mapping[str, Any]], n_layers: int) -> Any:
-    from bakery.oci.image import History
-
-    hist: List[Any] = []
-    for h in (base_config or {}).get("history") or []:
-        hist.append(History(created=h.get("created"), created_by=h.get("created_by", ""),
-                            comment=h.get("comment", ""), empty_layer=bool(h.get("empty_layer"))))
-    for created_by, empty in cfg.history:
-        hist.append(History(created_by=created_by, comment="buildkit.dockerfile.v0", empty_layer=empty))
-    if sum(1 for h in hist if not h.empty_layer) != n_layers:
-        return None  # a step that changed nothing: one plain entry per layer instead
-    return hist
+    # target -> its --metadata-file entry (bakery.export.metadata)
+    metadata: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
 
 def run_targets(
@@ -177,18 +154,28 @@ def run_targets(
     insecure: Sequence[str] = (),
     push: Optional[bool] = None,
     outputs_on_failure: bool = False,
+    load: bool = False,
+    config_extras: Any = None,
 ) -> RunReport:
     """Build, then write outputs.  Outputs are written only when every
     requested target succeeded, unless ``outputs_on_failure`` (with
     ``keep_going``): then targets whose every platform built get their
-    outputs, and the run still fails."""
+    outputs, and the run still fails.  ``push``/``load`` are bake's
+    ``--push``/``--load``; ``config_extras`` is the image exporter's hook
+    for extra image config keys (see :class:`bakery.export.ExportContext`)."""
     from bakery.cache import export_caches, sources_for_targets
-    from bakery.cache.inline import inline_cache_hook
+    from bakery.cache.inline import with_inline_cache
     from bakery.engine.emulation import ensure_emulator
+    from bakery.export import ExportContext, ImageBuilder, export_target, parse_outputs
     from bakery.graph.build import build_graph
 
     puller = RegistryPuller(store, insecure)
     graph = build_graph(targets, requested, cwd, image_config=puller.image_config, groups=groups)
+    n_platforms: Dict[str, int] = {}
+    for ex in graph.exports.values():
+        n_platforms[ex.target] = n_platforms.get(ex.target, 0) + 1
+    # every output checked before anything runs
+    specs = {name: parse_outputs(targets[name], n, push, load) for name, n in n_platforms.items()}
     note = getattr(progress, "note", None)
     sources = sources_for_targets(targets, list(graph.targets), cwd, puller.client, puller.blobs, note)
     engine = Engine(store, sandbox, puller, jobs=jobs, keep_going=keep_going, no_cache=no_cache,
@@ -226,17 +213,17 @@ def run_targets(
         if ex.target in broken:
             continue
         per_target.setdefault(ex.target, []).append((ex, states[ex.root]))
-    images: Dict[str, Any] = {}
-    inline = inline_cache_hook(graph, targets, store, sources)  # cache-to type=inline
+    ctx = ExportContext(puller.blobs, store, engine.snaps, puller.client, cwd,
+                        base_config=puller.base_config, base_layer=puller.base_layer,
+                        config_extras=with_inline_cache(config_extras, graph, targets, store, sources))
+    builder = ImageBuilder(ctx)
     for name, items in per_target.items():
-        t = targets[name]
-        if t.output is not None and all(o.type == "cacheonly" for o in t.output):
-            continue
-        images[name] = _image(puller, store, engine, items, inline)
-        report.images[name] = images[name].digest
-    for name, root in images.items():
-        report.outputs.extend(_write_outputs(targets[name], root, puller, store, engine,
-                                             per_target[name], cwd, push))
+        lines, meta = export_target(builder, name, specs.get(name, []), items)
+        report.outputs.extend(lines)
+        if not targets[name].linked:  # built only as another target's context
+            report.metadata[name] = meta
+        if meta.get("containerimage.digest"):
+            report.images[name] = meta["containerimage.digest"]
     if failure is not None:
         done = ", ".join(sorted(per_target)) or "none"
         raise BuildFailed(f"{failure.message}\n(outputs written for: {done}; not for: "
@@ -244,128 +231,3 @@ def run_targets(
     report.outputs.extend(export_caches(graph, targets, store, cwd, puller.client, puller.blobs, note,
                                         sources=sources))
     return report
-
-
-def _image(puller: RegistryPuller, store: Store, engine: Engine, items: List[Tuple[Any, State]],
-           inline: Any = None) -> Any:
-    from bakery.oci.image import add_layer, build_image, build_index
-
-    manifests = []
-    for ex, state in items:
-        cfg: ImageConfig = ex.export.config
-        layers = [add_layer(puller.blobs, store.blob_path(d)) for d in state.layers]
-        base_config = None
-        if cfg.base is not None:
-            try:
-                base_config = puller._manifest(cfg.base)[2]
-            except BakeryError:
-                base_config = None
-        img = build_image(puller.blobs, layers, _container_config(cfg), str(ex.export.platform),
-                          history=_history(cfg, base_config, len(layers)),
-                          extra_config=inline(ex, layers) if inline is not None else None)
-        manifests.append(img.descriptor)
-    if len(manifests) == 1:
-        return manifests[0]
-    return build_index(puller.blobs, manifests)
-
-
-def _write_outputs(t: Target, root: Any, puller: RegistryPuller, store: Store, engine: Engine,
-                   items: List[Tuple[Any, State]], cwd: str, push: Optional[bool]) -> List[str]:
-    from bakery.oci.layout import write_docker_archive, write_oci_layout
-
-    done: List[str] = []
-    outputs = list(t.output or [])
-    if push:
-        outputs.append(_Entry("image", {"push": "true"}))
-    for o in outputs:
-        dest = os.path.join(cwd, o.dest) if o.dest and o.dest != "-" else o.dest
-        names = [n for n in (o.attrs.get("name", "").split(",")) if n] or list(t.tags or [])
-        if o.type == "cacheonly":
-            continue
-        if o.type == "oci":
-            if not dest:
-                raise BakeryError(f"target {t.name}: type=oci needs dest=PATH")
-            os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-            write_oci_layout(puller.blobs, root, dest, names, tar=o.attrs.get("tar", "true") != "false")
-            done.append(f"{t.name}: OCI layout {o.dest}")
-        elif o.type == "docker":
-            if not dest:
-                done.append(_docker_load(t, root, puller, store, names))
-                continue
-            os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-            write_docker_archive(puller.blobs, root, dest, names)
-            done.append(f"{t.name}: docker archive {o.dest}")
-        elif o.type in ("local", "tar"):
-            if not dest:
-                raise BakeryError(f"target {t.name}: type={o.type} needs dest=PATH")
-            split = len(items) > 1 and o.attrs.get("platform-split", "true") != "false"
-            for ex, state in items:
-                sub = os.path.join(dest, str(ex.export.platform).replace("/", "_")) if split and o.type == "local" else dest
-                if o.type == "local":
-                    tmp = sub + ".bakery-tmp"
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    engine.snaps.materialize(state.layers, tmp)
-                    if os.path.isdir(sub):
-                        shutil.rmtree(sub)
-                    os.makedirs(os.path.dirname(sub) or ".", exist_ok=True)
-                    os.rename(tmp, sub)
-                else:
-                    tmpdir = store.tmpdir("tar-")
-                    try:
-                        engine.snaps.materialize(state.layers, tmpdir)
-                        out = dest if not split else f"{dest}.{str(ex.export.platform).replace('/', '_')}"
-                        with tarfile.open(out + ".tmp", "w", format=tarfile.PAX_FORMAT) as tf:
-                            for n in sorted(os.listdir(tmpdir)):
-                                tf.add(os.path.join(tmpdir, n), n)
-                        os.replace(out + ".tmp", out)
-                    finally:
-                        shutil.rmtree(tmpdir, ignore_errors=True)
-            done.append(f"{t.name}: {o.type} {o.dest}")
-        elif o.type in ("image", "registry"):
-            do_push = o.type == "registry" or o.attrs.get("push", "false") == "true"
-            if push is False:
-                do_push = False
-            if not names:
-                raise BakeryError(f"target {t.name}: an image output needs a name (or tags)")
-            if do_push:
-                for n in names:
-                    puller.client.push(puller.blobs, root, n)
-                    done.append(f"{t.name}: pushed {n}")
-            else:
-                done.append(f"{t.name}: image {', '.join(names)} (in the store; push=true to push)")
-        else:
-            raise BakeryError(f"target {t.name}: output type {o.type} is not supported by the embedded driver")
-    return done
-
-
-def _docker_load(t: Target, root: Any, puller: RegistryPuller, store: Store, names: List[str]) -> str:
-    """``type=docker`` without dest (``--load``): ``docker load`` into the
-    engine at $DOCKER_HOST (the image must be single-platform, as Docker's
-    classic image store takes one)."""
-    import subprocess
-
-    from bakery.oci.layout import write_docker_archive
-
-    docker = os.environ.get("BAKERY_DOCKER") or shutil.which("docker")
-    if not docker:
-        raise BakeryError(f"target {t.name}: type=docker without dest loads into a Docker engine, "
-                          "but there is no docker CLI", hint="give type=docker a dest=FILE.tar")
-    tmp = store.tmpdir("load-")
-    try:
-        archive = os.path.join(tmp, "image.tar")
-        write_docker_archive(puller.blobs, root, archive, names)
-        r = subprocess.run([docker, "load", "-i", archive], capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
-            raise BakeryError(f"target {t.name}: docker load failed: {r.stderr.strip()[-2000:]}",
-                              hint="is a Docker engine reachable at $DOCKER_HOST?")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    where = os.environ.get("DOCKER_HOST", "the local Docker engine")
-    return f"{t.name}: loaded into {where} as {', '.join(names) or root.digest}"
-
-
-class _Entry:
-    def __init__(self, type_: str, attrs: Dict[str, str], dest: str = ""):
-        self.type = type_
-        self.attrs = attrs
-        self.dest = dest

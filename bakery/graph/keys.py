@@ -32,6 +32,12 @@ encoded by these rules:
   content.  The ``LocalSource`` node itself is keyed by its definition
   (name, path, include, exclude): two directories are two nodes.
 
+Remote sources are keyed by their definition: an ``HttpSource`` by its URL,
+file name and ``checksum``, a ``GitSource`` by its remote and ref.  When the
+checksum is missing (or the ref is a name), the key says what to fetch, not
+what comes back: the engine then keys the steps after it by the fetched
+content at run time (see bakery.engine.executor, "run-time pins").
+
 Secrets and SSH agents appear as their ids only (``Mount.secret_id``); ops
 never hold secret contents and the key computation reads no secret files.
 

@@ -1,7 +1,8 @@
 """Build operations: the contract between the frontends and the engine.
 
 An operation is a frozen, serialisable description of one step, in the
-spirit of BuildKit's LLB: a source (an image, a local directory, scratch), an
+spirit of BuildKit's LLB: a source (an image, a local directory, scratch, a
+file over HTTP, a git repository), an
 exec (a ``RUN``), a file operation (copy, mkdir, mkfile, rm, symlink) or a
 merge (``COPY --link``).  Operations name their inputs as other operations'
 outputs (:class:`Ref`), so a target on a platform is a DAG of operations
@@ -22,6 +23,7 @@ Example (``FROM busybox`` + ``RUN echo hi > /f``)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple, Union
 
@@ -31,6 +33,8 @@ __all__ = [
     "Export",
     "FileAction",
     "FileOp",
+    "GitSource",
+    "HttpSource",
     "ImageConfig",
     "ImageSource",
     "LocalSource",
@@ -45,6 +49,7 @@ __all__ = [
     "ScratchSource",
     "SourceLocation",
     "Symlink",
+    "parse_checksum",
 ]
 
 
@@ -101,6 +106,60 @@ class ScratchSource:
     """An empty filesystem (``FROM scratch``)."""
 
 
+@dataclass(frozen=True)
+class HttpSource:
+    """One file fetched over HTTP(S) (``ADD <url>``): a filesystem holding
+    ``/<filename>`` (mode ``perm``, 0600 when 0; owner ``uid:gid``; mtime
+    from the response's Last-Modified, else the epoch).
+
+    ``filename`` empty means "from Content-Disposition, else the URL path".
+    With a ``checksum`` (``sha256:...``) the content is fixed by the key;
+    without one the key names only the URL and the engine pins the steps
+    after it to the digest of what it fetched (see bakery.engine.executor).
+    """
+
+    url: str
+    filename: str = ""
+    checksum: str = ""
+    perm: int = 0
+    uid: int = 0
+    gid: int = 0
+    description: str = field(default="", compare=False)
+    location: Optional[SourceLocation] = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class GitSource:
+    """A git repository's tree at ``ref`` (``ADD <git url>``): ``ref`` is a
+    branch, tag or commit ("" = the remote's HEAD), ``subdir`` a directory
+    of it.  The key names the remote and ref; the engine pins the steps
+    after it to the commit the ref resolves to."""
+
+    remote: str
+    ref: str = ""
+    subdir: str = ""
+    keep_git_dir: bool = False
+    checksum: str = ""  # a commit (prefix) the ref must resolve to
+    description: str = field(default="", compare=False)
+    location: Optional[SourceLocation] = field(default=None, compare=False)
+
+
+_DIGEST_HEX = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+
+def parse_checksum(value: str) -> Tuple[str, str]:
+    """``"sha256:<hex>"`` -> ``("sha256", hex)``, as go-digest's Parse
+    accepts it (sha256, sha384, sha512); ValueError with its message."""
+    alg, sep, hexpart = value.partition(":")
+    if not sep or not alg or not hexpart:
+        raise ValueError(f"invalid checksum digest format: {value!r}")
+    if alg not in _DIGEST_HEX:
+        raise ValueError(f"unsupported digest algorithm: {value!r}")
+    if len(hexpart) != _DIGEST_HEX[alg] or not re.fullmatch(r"[a-f0-9]+", hexpart):
+        raise ValueError(f"invalid checksum digest length or characters: {value!r}")
+    return alg, hexpart
+
+
 # -- exec --------------------------------------------------------------------
 
 
@@ -139,6 +198,9 @@ class Exec:
     network: str = "default"  # default | none | host
     security: str = "sandbox"  # sandbox | insecure
     extra_hosts: Tuple[str, ...] = ()
+    # proxy build args (HTTP_PROXY=...), set for the process after ``env``;
+    # like BuildKit's ProxyEnv they are never part of the key
+    proxy_env: Tuple[str, ...] = field(default=(), compare=False)
     # never part of the key: progress label and Dockerfile lines
     description: str = field(default="", compare=False)
     location: Optional[SourceLocation] = field(default=None, compare=False)
@@ -216,7 +278,7 @@ class Merge:
     description: str = field(default="", compare=False)
 
 
-Op = Union[ImageSource, LocalSource, ScratchSource, Exec, FileOp, Merge]
+Op = Union[ImageSource, LocalSource, ScratchSource, HttpSource, GitSource, Exec, FileOp, Merge]
 
 
 @dataclass(frozen=True)

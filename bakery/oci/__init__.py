@@ -6,6 +6,7 @@
 * :mod:`bakery.oci.layout` - OCI image layouts (dir or tar) and Docker archives
 * :mod:`bakery.oci.reference` - image references (docker.io normalisation)
 * :mod:`bakery.oci.registry` - the registry client (pull, push, auth)
+* :mod:`bakery.oci.auth` - ``bakery login``/``logout``: Docker's config.json
 
 Example (a two-platform image, pushed and written as an OCI layout tar)::
 

@@ -378,13 +378,12 @@ def build_image(
 ) -> Image:
     """Write an image config and a manifest for ``layers`` on ``platform``.
 
-    ``extra_config``: top-level keys added to the config (the inline build
-    cache, :mod:`bakery.cache.inline`).
-
     ``history`` defaults to one entry per layer (its ``created_by`` and
     ``comment``); given, its non-empty entries must match the layers one to
     one.  Docker media types with zstd layers switch to OCI types (as BuildKit
-    does); Docker manifests cannot carry annotations.
+    does); Docker manifests cannot carry annotations.  ``extra_config``
+    adds top-level keys to the image config (e.g. BuildKit's inline cache,
+    ``moby.buildkit.cache.v0``); it cannot replace the keys written here.
     """
     oci = _media(media)
     plat = normalize_platform(platform)
@@ -414,7 +413,10 @@ def build_image(
     cfg["rootfs"] = {"type": "layers", "diff_ids": [la.diff_id for la in layers]}
     if hist:
         cfg["history"] = [h.to_json() for h in hist]
-    cfg.update(extra_config or {})
+    for key, value in (extra_config or {}).items():
+        if key in cfg:
+            raise BakeryError(f"extra image config key {key!r} would replace bakery's own")
+        cfg[key] = value
     cfg_desc = store.put_bytes(canonical_json(cfg), OCI_CONFIG if oci else DOCKER_CONFIG)
 
     layer_descs = [la.descriptor(oci) for la in layers]

@@ -84,10 +84,11 @@ def _parse_names(names: Sequence[str]) -> List[Reference]:
 
 def _index_entries(root: Descriptor, refs: Sequence[Reference]) -> List[Dict[str, Any]]:
     if not refs:
-        return [root.with_annotations(None).to_json()]
+        return [root.to_json()]
     out = []
     for r in refs:
-        ann = {ANNOTATION_IMAGE_NAME: str(r)}
+        ann = dict(root.annotations or {})
+        ann[ANNOTATION_IMAGE_NAME] = str(r)
         if r.tag:
             ann[ANNOTATION_REF_NAME] = r.tag
         out.append(root.with_annotations(ann).to_json())

@@ -1005,6 +1005,47 @@ class RegistryClient:
                  len(result.uploaded), len(result.mounted), len(result.existed))
         return result
 
+    # -- login -------------------------------------------------------------------------
+
+    def check_login(self, registry: str, creds: Credentials) -> None:
+        """Check ``creds`` against ``registry``'s API (``GET /v2/``, answering
+        its basic or bearer challenge), as ``docker login`` does; a
+        BakeryError (without the secret) when the registry refuses them.
+        This client keeps ``creds`` for ``registry`` afterwards."""
+        host = "registry-1.docker.io" if registry == DOCKER_HUB else registry
+        self._credentials[registry] = creds
+        url = f"{self.scheme_for(host)}://{host}/v2/"
+
+        def get(headers: Mapping[str, str]) -> Tuple[int, str]:
+            r = self._send("GET", url, headers, None)
+            status, challenge = r.status, r.header("WWW-Authenticate")
+            self._drain(r)
+            return status, challenge
+
+        status, challenge = self._retrying(f"GET {url}", lambda: get({}))
+        if status == 200:
+            return
+        if status != 401:
+            raise BakeryError(f"{registry} answered {status} to GET /v2/; is it a registry?")
+        answer: Optional[str] = None
+        for ch in parse_www_authenticate(challenge):
+            if ch.scheme == "bearer":
+                answer = self._fetch_token(Reference(registry, ""), ch, [])
+                break
+            if ch.scheme == "basic":
+                answer = creds.basic()
+        if answer is None:
+            raise BakeryError(f"{registry} asks for an authentication bakery does not know")
+        status, _ = self._retrying(f"GET {url}", lambda: get({"Authorization": answer or ""}))
+        if status == 200:
+            return
+        if status in (401, 403):
+            raise BakeryError(f"login to {registry} failed: the registry refused the credentials "
+                              f"of {creds.username or 'the token'} ({status})",
+                              hint="check the user name and password")
+        raise BakeryError(f"login to {registry} failed: the registry answered {status}")
+
+
 
 def _add_query(url: str, key: str, value: str) -> str:
     p = urllib.parse.urlsplit(url)

@@ -182,12 +182,15 @@ class RecordingProxy:
     Every request is recorded (method, path, query, body bytes, status).
     ``cut_after``: the first request with a body larger than that many bytes
     has its connection reset after that many body bytes (once), as a network
-    failure would.
+    failure would.  ``fail_every``: every N-th request gets a 503 from the
+    proxy itself (recorded with status 503), as an overloaded registry.
     """
 
     upstream: int
     cut_after: Optional[int] = None
     requests: List[ProxyRequest] = field(default_factory=list)
+    # every N-th request is answered "503 Service Unavailable" without reaching the registry
+    fail_every: Optional[int] = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -261,6 +264,12 @@ class RecordingProxy:
             self.requests.append(rec)
             if self.cut_after is not None and length > self.cut_after:
                 cut_at, self.cut_after = self.cut_after, None
+            fail = self.fail_every is not None and len(self.requests) % self.fail_every == 0
+        if fail:
+            rec.status = 503
+            client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                           b"Connection: close\r\n\r\n")
+            return
         headers = [h for h in headers if h.split(":", 1)[0].strip().lower() != "connection"]
         headers.append("Connection: close")
         up = socket.create_connection(("127.0.0.1", self.upstream), timeout=30)

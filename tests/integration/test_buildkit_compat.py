@@ -25,12 +25,38 @@ Compared:
 
 Where bakery differs, the case is an ``xfail(strict=True)`` whose reason is
 the difference, so a fix shows up as an XPASS failure to remove the mark.
+
+``{HTTP}`` in a Dockerfile is a local http.server on 127.0.0.1 (Docker's
+BuildKit fetches from the daemon's network namespace, the host's, so both
+builders reach it).
+
+Not comparable here: Docker 20.10's built-in Dockerfile frontend (BuildKit
+0.8) rejects these, and a newer frontend needs ``# syntax=docker/dockerfile``
+from Docker Hub (no internet in tests).  Each was tried against it:
+
+* heredocs (``RUN <<EOF``, ``COPY <<EOF``): "unknown instruction" for the
+  heredoc's body lines;
+* ``COPY --link``, ``COPY --parents``, ``COPY --exclude``,
+  ``ADD --checksum``: "Unknown flag";
+* ``--chmod`` symbolic (``u+x``): accepted and silently ignored (the file
+  keeps 0644), where current BuildKit applies it;
+* ``ADD --chown=name`` onto FROM scratch: 0.8 fails with "invalid user index:
+  -1" (bakery: "the destination has no /etc/passwd");
+* ``ADD <git ref>`` (Dockerfile 1.6): 0.8 takes ``git://host/r.git`` for a
+  local path ("failed to walk .../git:/127.0.0.1:PORT");
+* ``ADD --chmod`` of a URL: ignored by 0.8 (the file stays 0600), applied
+  by current BuildKit (and bakery).
+
+These are covered by bakery's own tests (tests/unit/test_dockerfile_*.py,
+tests/integration/test_remote_sources.py) against BuildKit's documented
+behaviour.
 Skipped (with the reason) without root, docker.io, docker-registry, runc
 or busybox-static.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -44,13 +70,14 @@ import pytest
 
 from tests.integration.dockerd import running_dockerd, skip_reason
 from tests.integration.registry import running_registry
+from tests.integration.test_remote_sources import Files, http_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 pytestmark = pytest.mark.integration
 
 CONFIG_FIELDS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "ExposedPorts", "Volumes",
-                 "StopSignal")
+                 "StopSignal", "OnBuild")
 
 # ---------------------------------------------------------------- the cases
 
@@ -155,7 +182,142 @@ CMD ["hi"]
 """,
         },
     },
+    # ONBUILD triggers of a stage run in the stage built on it (and are not inherited)
+    "onbuild": {
+        "args": {},
+        "files": {
+            "Dockerfile": """\
+ARG BASE
+FROM ${BASE} AS parent
+WORKDIR /p
+ONBUILD RUN echo "trigger in $(pwd)" > trig.txt
+ONBUILD COPY data.txt /from-onbuild/
+ONBUILD ENV FROM_TRIGGER=yes
+RUN echo parent > /parent.txt
+
+FROM parent
+RUN cat /p/trig.txt > /child-saw.txt
+""",
+            "data.txt": ("data\n", 0o644),
+        },
+    },
+    # WORKDIR, USER, ENV together: relative WORKDIRs, variables in them, a
+    # WORKDIR made for a named USER, RUN as that user, --chown by name
+    "workdir-user-env": {
+        "args": {},
+        "files": {
+            "Dockerfile": """\
+ARG BASE
+FROM ${BASE}
+RUN echo 'alice:x:1000:1001::/home/alice:/bin/sh' >> /etc/passwd \\
+ && echo 'bob:x:1002:1003::/:/bin/sh' >> /etc/passwd \\
+ && echo 'staff:x:50:alice' >> /etc/group
+ENV APP=/srv/app DIR=sub
+WORKDIR $APP
+WORKDIR ${DIR}/deeper
+RUN pwd > where.txt
+USER alice
+WORKDIR /home/alice/work
+RUN touch made-by-alice && id -u > uid.txt
+USER root
+COPY --chown=alice:staff data.txt ./
+COPY --chown=alice data.txt /owned/alice
+COPY --chown=bob:staff data.txt /owned/bob-staff
+COPY --chown=1000:staff data.txt /owned/num-staff
+COPY --chown=bob:nosuchgroup data.txt /owned/bob-nogroup
+COPY --chown=nosuchuser data.txt /owned/nobody-known
+ENV DIR=changed
+WORKDIR ${DIR}
+RUN pwd > /pwd.txt
+USER alice:staff
+""",
+            "data.txt": ("data\n", 0o644),
+        },
+    },
+    # ADD of local archives: unpacked (tar, tar.gz), the rest copied as is
+    "add-archives": {
+        "args": {},
+        "files": {
+            "Dockerfile": """\
+ARG BASE
+FROM ${BASE}
+ADD plain.tar /plain/
+ADD packed.tar.gz /packed
+ADD packed.tar.gz notatar.gz /both/
+ADD --chown=1000:1000 plain.tar /owned/
+""",
+            "plain.tar": (lambda: _tar_bytes(""), 0o644),
+            "packed.tar.gz": (lambda: _tar_bytes("gz"), 0o640),
+            "notatar.gz": ("not really gzip\n", 0o644),
+        },
+    },
+    # RUN --mount: bind (context and another stage), cache, tmpfs; only the
+    # step's own writes land in its layer
+    "mounts": {
+        "args": {},
+        "stubs": ("scratch", "mnt/stuff", "mnt", "cache", "ctx"),
+        "files": {
+            "Dockerfile": """\
+ARG BASE
+FROM ${BASE} AS src
+RUN mkdir -p /stuff && echo from-stage > /stuff/s.txt
+
+FROM ${BASE}
+RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cp /mnt/data.txt /copied.txt
+RUN --mount=type=bind,from=src,source=/stuff,target=/mnt/stuff cat /mnt/stuff/s.txt > /from-stage.txt
+RUN --mount=type=cache,target=/cache echo c > /cache/x && ls /cache > /cache-list.txt
+RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t && ls /scratch > /tmpfs-list.txt
+RUN --mount=type=bind,source=.,target=/ctx,rw echo scribble > /ctx/new && ls /ctx > /ctx-list.txt
+""",
+            "data.txt": ("data\n", 0o644),
+        },
+    },
+    # ADD <url>: file name from the URL (not Content-Disposition), 0600, --chown by name, a URL
+    # without a path, a remote archive (never unpacked)
+    "add-url": {
+        "args": {},
+        "files": {
+            "Dockerfile": """\
+ARG BASE
+FROM ${BASE}
+ADD {HTTP}/files/data.txt /d/
+ADD {HTTP}/files/data.txt /renamed
+ADD {HTTP}/files/tool.sh /usr/local/bin/tool
+ADD --chown=nobody {HTTP}/files/data.txt /owned
+ADD {HTTP}/cd /cd/
+ADD {HTTP}/ /idx/
+ADD {HTTP}/files/archive.tar.gz /not-unpacked/
+""",
+        },
+    },
 }
+
+
+def _tar_bytes(compression: str) -> bytes:
+    """A small archive for ADD: a directory, files with modes and owners, a symlink."""
+    import io
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:" + compression, format=tarfile.PAX_FORMAT) as tf:
+        def add(name: str, data: Optional[bytes], mode: int, uid: int = 0, link: str = "") -> None:
+            ti = tarfile.TarInfo(name)
+            ti.mode, ti.uid, ti.gid, ti.mtime = mode, uid, uid, 1_600_000_000
+            if link:
+                ti.type, ti.linkname = tarfile.SYMTYPE, link
+                tf.addfile(ti)
+            elif data is None:
+                ti.type = tarfile.DIRTYPE
+                tf.addfile(ti)
+            else:
+                ti.size = len(data)
+                tf.addfile(ti, io.BytesIO(data))
+        add("top", None, 0o750)
+        add("top/a.txt", b"a\n", 0o644)
+        add("top/run", b"#!/bin/sh\n", 0o755, uid=1001)
+        add("top/link", None, 0o777, link="a.txt")
+        add("root.txt", b"root\n", 0o600, uid=7)
+    return buf.getvalue()
+
 
 # cases where bakery differs from BuildKit: case -> {aspect: reason}
 DIFFERENCES: Dict[str, Dict[str, str]] = {
@@ -164,7 +326,8 @@ DIFFERENCES: Dict[str, Dict[str, str]] = {
 }
 
 # Empty directories that runc makes as mount points and BuildKit 0.8 (Docker
-# 20.10) keeps in a RUN step's layer; newer BuildKit and bakery do not.  The
+# 20.10) keeps in a RUN step's layer; newer BuildKit and bakery do not (a
+# case's "stubs" adds its RUN --mount targets).  The
 # file tree comparison leaves them out when they are empty on BuildKit's side
 # and absent on bakery's; test_runc_mount_stubs records the difference.
 RUNC_STUBS = ("dev", "proc", "sys")
@@ -289,12 +452,18 @@ def config_diff(docker: Dict[str, Any], bakery: Dict[str, Any], fields: Tuple[st
 
 # ---------------------------------------------------------------- building
 
-def write_context(ctx: str, files: Dict[str, Any]) -> None:
+def write_context(ctx: str, files: Dict[str, Any], subst: Optional[Dict[str, str]] = None) -> None:
     for rel, spec in files.items():
         content, mode = (spec, 0o644) if isinstance(spec, str) else spec
+        if callable(content):
+            content = content()
+        if isinstance(content, str):
+            for k, v in (subst or {}).items():
+                content = content.replace(k, v)
+            content = content.encode()
         path = os.path.join(ctx, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as fh:
+        with open(path, "wb") as fh:
             fh.write(content)
         os.chmod(path, mode)
     for dirpath, dirnames, _ in os.walk(ctx):  # directories independent of the umask
@@ -303,8 +472,9 @@ def write_context(ctx: str, files: Dict[str, Any]) -> None:
 
 
 class Builders:
-    def __init__(self, tmp: str, dockerd: Any, base: str) -> None:
+    def __init__(self, tmp: str, dockerd: Any, base: str, subst: Optional[Dict[str, str]] = None) -> None:
         self.tmp, self.dockerd, self.base = tmp, dockerd, base
+        self.subst = dict(subst or {})
         self.cache = os.path.join(tmp, "bakery-cache")
         self.results: Dict[str, Dict[str, Any]] = {}
 
@@ -318,7 +488,7 @@ class Builders:
         work = os.path.join(self.tmp, case)
         ctx = os.path.join(work, "ctx")
         os.makedirs(ctx)
-        write_context(ctx, spec["files"])
+        write_context(ctx, spec["files"], self.subst)
         args = dict(spec["args"], BASE=self.base)
 
         tag = f"bakery-compat-{case}:latest"
@@ -351,14 +521,22 @@ def builders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builders]:
     if busybox is None:
         pytest.skip("busybox is not installed (Debian package busybox-static)")
     tmp = str(tmp_path_factory.mktemp("buildkit-compat"))
+    files = Files()
+    files.files["/files/data.txt"] = (b"data\n", {"Last-Modified": "Sun, 13 Sep 2020 12:26:40 GMT"})
+    files.files["/files/tool.sh"] = (b"#!/bin/sh\necho tool\n", {})
+    files.files["/files/archive.tar.gz"] = (_tar_bytes("gz"), {})
+    files.files["/cd"] = (b"disposition\n", {"Content-Disposition": 'attachment; filename="real.txt"'})
+    files.files["/"] = (b"<html>index</html>\n", {})
     try:
-        with running_registry(os.path.join(tmp, "registry")) as reg:
+        with contextlib.ExitStack() as stack:
+            reg = stack.enter_context(running_registry(os.path.join(tmp, "registry")))
+            subst = {"{HTTP}": stack.enter_context(http_server(files))}
             base = f"{reg.host}/bakery/busybox:latest"
             subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"), base,
                             f"linux/amd64={busybox}"], check=True, cwd=ROOT, capture_output=True, timeout=300)
-            with running_dockerd(insecure_registries=[reg.host]) as d:
-                d.docker("pull", base)
-                yield Builders(tmp, d, base)
+            d = stack.enter_context(running_dockerd(insecure_registries=[reg.host]))
+            d.docker("pull", base)
+            yield Builders(tmp, d, base, subst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -383,7 +561,7 @@ def test_healthcheck_matches_buildkit(builders: Builders, case: str) -> None:
 def test_file_tree_matches_buildkit(builders: Builders, case: str) -> None:
     res = builders.get(case)
     docker, bakery = dict(res["docker"][1]), res["bakery"][1]
-    for stub in RUNC_STUBS:
+    for stub in (*RUNC_STUBS, *CASES[case].get("stubs", ())):
         if (stub not in bakery and docker.get(stub) == ("dir", 0o755, 0, 0, None)
                 and not any(p.startswith(stub + "/") for p in docker)):
             del docker[stub]

@@ -25,6 +25,8 @@ from bakery.graph.ops import (
     Exec,
     Export,
     FileOp,
+    GitSource,
+    HttpSource,
     ImageSource,
     LocalSource,
     Merge,
@@ -159,9 +161,9 @@ def test_parse_platform(spec: str, expected: Platform) -> None:
     # an ARG inside a stage is scoped to it (and stages built on it)
     ("FROM busybox AS a\nARG V=1\nFROM busybox\nRUN echo\n", {}, {"V": None}),
     ("FROM busybox AS a\nARG V=1\nFROM a\nRUN echo\n", {}, {"V": "1"}),
-    # proxies need no declaration
-    ("FROM busybox\nRUN echo\n", {"HTTPS_PROXY": "http://p"},
-     {"HTTPS_PROXY": "http://p", "https_proxy": "http://p"}),
+    # a declared proxy arg is an ordinary arg
+    ("FROM busybox\nARG HTTPS_PROXY\nRUN echo\n", {"HTTPS_PROXY": "http://p"},
+     {"HTTPS_PROXY": "http://p", "https_proxy": None}),
 ])
 def test_arg_scoping(dockerfile: str, build_args: Dict[str, str],
                      expected: Dict[str, Optional[str]]) -> None:
@@ -170,12 +172,32 @@ def test_arg_scoping(dockerfile: str, build_args: Dict[str, str],
         assert env.get(key) == value, key
 
 
+@pytest.mark.parametrize("build_args,expected", [
+    ({"HTTPS_PROXY": "http://p"}, ("HTTPS_PROXY=http://p", "https_proxy=http://p")),
+    ({"http_proxy": "http://a", "NO_PROXY": "localhost", "ftp_proxy": "f", "ALL_PROXY": "s"},
+     ("HTTP_PROXY=http://a", "http_proxy=http://a", "FTP_PROXY=f", "ftp_proxy=f",
+      "NO_PROXY=localhost", "no_proxy=localhost", "ALL_PROXY=s", "all_proxy=s")),
+    ({"HTTP_PROXY": ""}, ()),
+    ({"OTHER_PROXY": "x"}, ()),
+])
+def test_proxy_args_need_no_declaration_and_stay_out_of_keys(build_args: Dict[str, str],
+                                                             expected: Tuple[str, ...]) -> None:
+    from bakery.graph.keys import op_key
+
+    plain = conv("FROM busybox\nRUN echo\n")
+    e = conv("FROM busybox\nRUN echo\n", build_args=build_args)
+    assert last_exec(e).proxy_env == expected
+    assert last_exec(e).env == last_exec(plain).env  # not in the env the key covers
+    assert op_key(last_exec(e), None) == op_key(last_exec(plain), None)
+    assert e.config == plain.config  # nor in the image config or its history
+
+
 def test_arg_values_not_in_image_config_but_in_history() -> None:
     e = conv("FROM busybox\nARG V=1\nENV E=2\nRUN echo $V\n",
              build_args={"HTTP_PROXY": "http://proxy"})
     assert e.config.env == (PATH, "E=2")
-    assert last_exec(e).env == (PATH, "V=1", "E=2", "HTTP_PROXY=http://proxy",
-                                "http_proxy=http://proxy")
+    assert last_exec(e).env == (PATH, "V=1", "E=2")
+    assert last_exec(e).proxy_env == ("HTTP_PROXY=http://proxy", "http_proxy=http://proxy")
     assert e.config.history == (
         ("ARG V=1", True),
         ("ENV E=2", True),
@@ -618,6 +640,67 @@ def test_onbuild_of_base_stage_runs_in_child() -> None:
 
 
 # ---------------------------------------------------------------------------
+# ADD from URLs and git
+
+
+def file_ops(e: Export) -> List[FileOp]:
+    return [op for op in ops(e) if isinstance(op, FileOp)]
+
+
+def test_add_url_is_an_http_source_copied_to_dest() -> None:
+    sum_ = "sha256:" + "ab" * 32
+    e = conv("FROM busybox\nWORKDIR /w\n"
+             f"ADD --checksum={sum_} --chmod=0755 --chown=1:2 https://h.example/d/x.tgz?v=1 sub/\n")
+    (cp,) = file_ops(e)[-1].actions
+    assert isinstance(cp, Copy)
+    assert cp.source.op == HttpSource("https://h.example/d/x.tgz?v=1", filename="x.tgz", checksum=sum_)
+    assert (cp.src, cp.dest, cp.chown, cp.chmod) == (("x.tgz",), "/w/sub/", "1:2", "0755")
+    # remote files are never unpacked, taken as they are, and not read from the context
+    assert not cp.unpack and not cp.follow_symlinks and not cp.allow_wildcard
+    assert e.config.history[-1] == (
+        "ADD --chown=1:2 --chmod=0755 https://h.example/d/x.tgz?v=1 sub/ # buildkit", False)
+    assert not [op for op in ops(e) if isinstance(op, LocalSource)]
+
+
+def test_add_url_without_a_path_is_unnamed_and_unpack_is_honoured() -> None:
+    e = conv("FROM busybox\nADD --unpack=true http://h.example/ /d/\n")
+    (cp,) = file_ops(e)[-1].actions
+    assert isinstance(cp, Copy) and isinstance(cp.source.op, HttpSource)
+    assert cp.source.op.filename == "__unnamed__" and cp.src == ("__unnamed__",)
+    assert cp.unpack
+
+
+def test_add_url_and_local_file_in_one_instruction() -> None:
+    e = conv("FROM busybox\nADD http://h.example/a.txt b.txt /d/\n")
+    a, b = file_ops(e)[-1].actions
+    assert isinstance(a, Copy) and isinstance(a.source.op, HttpSource)
+    assert isinstance(b, Copy) and isinstance(b.source.op, LocalSource)
+    assert b.source.op.include == ("b.txt",)
+
+
+@pytest.mark.parametrize("src,remote,ref,subdir", [
+    ("https://g.example/r.git", "https://g.example/r.git", "", ""),
+    ("https://g.example/r.git#v1.2", "https://g.example/r.git", "v1.2", ""),
+    ("git://127.0.0.1/r#main:docs/x", "git://127.0.0.1/r", "main", "docs/x"),
+    ("git@g.example:o/r.git#dev", "git@g.example:o/r.git", "dev", ""),
+    ("https://g.example/r.git##ref=v2,subdir=/a", "https://g.example/r.git", "v2", "a"),
+])
+def test_add_git_ref(src: str, remote: str, ref: str, subdir: str) -> None:
+    e = conv(f"FROM busybox\nADD --keep-git-dir=true {src} /src\n")
+    (cp,) = file_ops(e)[-1].actions
+    assert isinstance(cp, Copy)
+    assert cp.source.op == GitSource(remote, ref, subdir, keep_git_dir=True)
+    assert (cp.src, cp.dest) == (("/",), "/src")
+
+
+def test_add_git_checksum_is_kept() -> None:
+    e = conv("FROM busybox\nADD --checksum=abcdef1 git://h.example/r#main /src\n")
+    (cp,) = file_ops(e)[-1].actions
+    assert isinstance(cp, Copy) and isinstance(cp.source.op, GitSource)
+    assert cp.source.op.checksum == "abcdef1" and not cp.source.op.keep_git_dir
+
+
+# ---------------------------------------------------------------------------
 # errors
 
 
@@ -652,8 +735,13 @@ def test_onbuild_of_base_stage_runs_in_child() -> None:
     ("FROM busybox\nONBUILD FROM alpine\n", {}, "FROM isn't allowed as an ONBUILD trigger", 2),
     ("FROM base\n", {}, "*instructions.Stage is not a command type", 1),
     ("FROM busybox\nCOPY http://example.com/x /x\n", {}, "source can't be a URL for COPY", 2),
-    ("FROM busybox\nADD https://example.com/x.tgz /x\n", {},
-     "ADD from a URL (https://example.com/x.tgz) is not supported yet", 2),
+    ("FROM busybox\nADD --checksum=sha256:abc https://example.com/x.tgz /x\n", {},
+     "invalid checksum digest length or characters: 'sha256:abc'", 2),
+    ("FROM busybox\nADD --checksum=md5:abc https://example.com/x.tgz /x\n", {},
+     "unsupported digest algorithm: 'md5:abc'", 2),
+    ("FROM busybox\nADD https://example.com/r.git##ref=v1,color=red /x\n", {},
+     "unexpected key 'color' in 'color=red' (supported keys: ref, commit, subdir)", 2),
+    ("FROM busybox\nCOPY git://example.com/r /x\n", {}, "source can't be a git ref for COPY", 2),
     ("FROM busybox\nADD --checksum=sha256:abc a /x\n", {},
      "checksum requires HTTP(S) or Git sources", 2),
     ("FROM busybox\nSTOPSIGNAL SIGNOPE\n", {}, "Invalid signal: SIGNOPE", 2),

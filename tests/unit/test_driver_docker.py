@@ -100,7 +100,7 @@ def test_dockerfile_inline_goes_to_stdin() -> None:
     assert isinstance(cmd, BuildCommand)
     assert cmd.argv == [*PRE, "-f", "-", "--network=host", "/src/ctx"]
     assert cmd.stdin == "FROM scratch\n"
-    _argv, stdin = docker_build_args(Target("a"), None, HOST, CWD)  # a pair
+    _argv, stdin, _push = docker_build_args(Target("a"), None, HOST, CWD)  # a triple
     assert stdin is None
 
 
@@ -119,8 +119,6 @@ REJECTS: List[Tuple[str, Target, List[str]]] = [
     ("cache-from-registry-mode", Target("t", cache_from=[CacheOptionsEntry("registry", {"ref": "r", "mode": "max"})]),
      ["cache-from"]),
     ("output-oci", Target("t", output=[ExportEntry.from_text("type=oci,dest=a.tar")]), ["output", "type=oci"]),
-    ("output-registry", Target("t", output=[ExportEntry.from_text("type=registry")]), ["output"]),
-    ("output-push", Target("t", output=[ExportEntry.from_text("type=image,push=true")]), ["output", "push"]),
     ("output-docker-dest", Target("t", output=[ExportEntry.from_text("type=docker,dest=a.tar")]),
      ["output", "dest"]),
     ("output-image-attr", Target("t", output=[ExportEntry.from_text("type=image,compression=zstd")]),
@@ -130,9 +128,10 @@ REJECTS: List[Tuple[str, Target, List[str]]] = [
     ("output-stdout", Target("t", output=[ExportEntry.from_text("-")]), ["output", "dest"]),
     ("output-local-attr", Target("t", output=[ExportEntry.from_text("type=local,dest=o,platform-split=false")]),
      ["output", "platform-split"]),
-    ("output-local-tags", Target("t", tags=["x"], output=[ExportEntry.from_text("o")]), ["tags"]),
     ("platforms", Target("t", platforms=["linux/amd64", "linux/arm64"]),
      ["platforms", "multi-platform manifest index"]),
+    ("output-registry-dest", Target("t", tags=["r/t"], output=[ExportEntry.from_text("type=registry,dest=x")]),
+     ["output", "dest"]),
     ("call", Target("t", call="check"), ["call"]),
     ("attest", Target("t", attest=[Attest("sbom")]), ["attest"]),
     ("annotations", Target("t", annotations=["index:a=b"]), ["annotations"]),
@@ -152,6 +151,61 @@ def test_rejects(t: Target, words: List[str]) -> None:
     assert "docker driver" in msg
     for w in words:
         assert w in msg
+
+
+def test_registry_output_builds_tagged_then_pushes() -> None:
+    cmd = docker_build_args(Target("a", tags=["r/a:1"], output=[ExportEntry.from_text(
+        "type=registry,name=r/a:2")]), None, HOST, CWD)
+    assert cmd.argv == [*PRE, "-f", "/src/Dockerfile", "-t", "r/a:1", "-t", "r/a:2",
+                        "--network=host", "/src"]
+    assert cmd.push == ("r/a:1", "r/a:2")
+
+
+@pytest.mark.parametrize("out", ["type=image,push=true", "type=docker,push=true"])
+def test_push_true_pushes_the_tags(out: str) -> None:
+    cmd = docker_build_args(Target("a", tags=["r/a:1"], output=[ExportEntry.from_text(out)]),
+                            None, HOST, CWD)
+    assert cmd.push == ("r/a:1",)
+    assert docker_build_args(Target("a", tags=["r/a:1"]), None, HOST, CWD).push == ()
+    assert docker_build_args(Target("a", tags=["r/a:1"], output=[ExportEntry.from_text(
+        "type=image,push=false")]), None, HOST, CWD).push == ()
+
+
+def test_no_iidfile_with_a_local_or_tar_export() -> None:
+    # Docker 20.10's CLI fails such a build: "server did not provide an image ID"
+    for out in ("out", "type=tar,dest=o.tar"):
+        cmd = docker_build_args(Target("a", output=[ExportEntry.from_text(out)]), None, HOST, CWD,
+                                iidfile="/t/i")
+        assert "--iidfile" not in cmd.argv
+    assert "--iidfile" in argv(Target("a"), iidfile="/t/i")
+
+
+def test_registry_output_needs_a_name() -> None:
+    with pytest.raises(BakeryError, match="no image name to push"):
+        docker_build_args(Target("t", output=[ExportEntry.from_text("type=registry")]), None, HOST, CWD)
+    with pytest.raises(BakeryError, match="no image name to push"):
+        docker_build_args(Target("t", output=[ExportEntry.from_text("type=image,push=true")]), None,
+                          HOST, CWD)
+
+
+def test_tags_with_local_output_are_not_applied() -> None:
+    # as in buildx: tags name images; a local/tar export has none, so no -t (and no error)
+    cmd = docker_build_args(Target("a", tags=["x"], output=[ExportEntry.from_text("out")]),
+                            None, HOST, CWD)
+    assert cmd.argv == [*PRE, "-f", "/src/Dockerfile", "--network=host",
+                        "--output", "type=local,dest=/src/out", "/src"]
+    assert cmd.push == ()
+
+
+def test_split_build_is_one_platform_under_a_temporary_tag() -> None:
+    t = Target("a", tags=["r/a:1"], platforms=["linux/amd64", "linux/arm64"],
+               output=[ExportEntry.from_text("type=oci,dest=a.tar")])
+    with pytest.raises(BakeryError):
+        docker_build_args(t, "linux/arm64", HOST, CWD)  # not split: rejected
+    cmd = docker_build_args(t, "linux/arm64", HOST, CWD, split_tag="bakery-split/a:1")
+    assert cmd.argv == [*PRE, "-f", "/src/Dockerfile", "-t", "bakery-split/a:1",
+                        "--platform", "linux/arm64", "--network=host", "/src"]
+    assert cmd.push == ()
 
 
 # ---------------------------------------------------------------- DockerDriver with a fake CLI
@@ -288,7 +342,7 @@ def test_run_failure_cancels_running(fake: Fake) -> None:
 
 def test_run_timeout(fake: Fake) -> None:
     targets = {"slow": fake.target("slow", sleep=30)}
-    with pytest.raises(BakeryError, match=r"target slow: timed out after 0\.5s"):
+    with pytest.raises(BakeryError, match=r"target slow: docker build timed out after 0\.5s"):
         fake.driver(timeout=0.5).run(targets, ["slow"], 1, None)
 
 

@@ -113,3 +113,20 @@ def test_network_host_needs_the_entitlement(engine_parts) -> None:  # type: igno
     with pytest.raises(BuildFailed, match=r"network\.host entitlement"):
         Engine(store, sandbox, snapshotter=snaps).run(ops, deps, roots)
     Engine(store, sandbox, snapshotter=snaps, allow_network_host=True).run(ops, deps, roots)
+
+
+def test_proxy_env_reaches_the_process_after_the_env(engine_parts) -> None:  # type: ignore[no-untyped-def]
+    store, _, snaps = engine_parts
+    seen: List[tuple] = []
+
+    class EnvSandbox:
+        def run(self, spec: Any, stdout_cb: Any = None, cancel: Any = None) -> RunResult:
+            seen.append(tuple(spec.env))
+            return RunResult(0, b"", 0.0)
+
+    step = Exec(Ref(base()), ("x",), ("PATH=/bin", "http_proxy=declared"), "/", AMD64,
+                proxy_env=("HTTP_PROXY=http://p", "http_proxy=http://p"))
+    ops, deps, roots = graph(step)
+    Engine(store, EnvSandbox(), snapshotter=snaps).run(ops, deps, roots)
+    # a declared ARG of the same name wins, as it is part of the step's definition
+    assert seen == [("PATH=/bin", "http_proxy=declared", "HTTP_PROXY=http://p")]
