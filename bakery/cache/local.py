@@ -151,7 +151,8 @@ def export_local(store: Store, keys: Iterable[str], dest: str, tag: str = "lates
 def collect_garbage(dest: str, grace: float = 3600.0) -> int:
     """Remove the blobs of ``dest`` that no tag's manifest names (the
     manifests, their cache indexes and layers are kept; stray temp files
-    only when older than ``grace`` seconds); the number removed.  A reader
+    only when older than ``grace`` seconds); the number removed.  Nothing
+    is removed from a layout that holds anything but bakery caches.  A reader
     that read the old index.json just before may then miss a blob: a cache
     miss with a warning, never a wrong result."""
     keep = set()
@@ -165,6 +166,8 @@ def collect_garbage(dest: str, grace: float = 3600.0) -> int:
             man = json.loads(blobs.read_bytes(digest))
         except (ValueError, BakeryError, OSError):
             return 0  # an index we cannot follow: remove nothing
+        if not isinstance(man, dict) or (man.get("config") or {}).get("mediaType") != CACHE_INDEX_TYPE:
+            return 0  # not only bakery caches here (an image too?): remove nothing
         for d in [man.get("config") or {}, *(man.get("layers") or [])]:
             if isinstance(d, dict) and isinstance(d.get("digest"), str):
                 keep.add(d["digest"])

@@ -354,3 +354,21 @@ def test_reexport_removes_blobs_no_tag_names_any_more(store, tmp_path) -> None: 
     assert LocalCacheSource(dest).fetch(key("b"), fresh)
     assert LocalCacheSource(dest, "v1").fetch(key("base"), fresh)
     assert not LocalCacheSource(dest).fetch(key("a"), fresh)
+
+
+def test_no_garbage_collection_in_a_layout_that_holds_an_image(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bakery.cache.local import collect_garbage
+    from bakery.oci.image import build_image
+    from bakery.oci.store import BlobStore
+
+    dest = str(tmp_path / "c")
+    export_local(store, [key("a")], dest)
+    blobs = BlobStore(os.path.join(dest, "blobs"))
+    img = build_image(blobs, [])
+    with open(os.path.join(dest, "index.json")) as fh:
+        doc = json.load(fh)
+    doc["manifests"].append(img.descriptor.to_json())
+    with open(os.path.join(dest, "index.json"), "w") as fh:
+        json.dump(doc, fh)
+    loose = blobs.put_bytes(b"someone else's blob")
+    assert collect_garbage(dest) == 0 and blobs.has(loose.digest)
