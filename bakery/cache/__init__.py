@@ -3,10 +3,12 @@
 A cache is an OCI image layout (``type=local``) or an OCI artifact in a
 registry (``type=registry``) holding one *cache index* JSON blob, media type
 ``application/vnd.bakery.cache.v1+json``, that maps step keys to their
-results (layers by diff_id, each with its gzip-compressed blob, and the
-image config of image sources), plus the compressed layer blobs.  The format
-is in :mod:`bakery.cache.index`, the layout in :mod:`bakery.cache.local`,
-the registry artifact in :mod:`bakery.cache.registry`.
+results (layers by diff_id, each with its compressed blob, gzip unless
+``compression`` says otherwise, and the image config of image sources),
+plus the compressed layer blobs.  The format is in
+:mod:`bakery.cache.index`, the layout in :mod:`bakery.cache.local`, the
+registry artifact in :mod:`bakery.cache.registry`, the inline cache in
+:mod:`bakery.cache.inline`.
 
 Supported entries (bake's ``cache-to`` / ``cache-from``)::
 
@@ -42,8 +44,8 @@ that fails fails the run, unless the entry says ``ignore-error=true``, when
 it is a warning.
 
 Not supported (a warning, the entry is skipped): ``gha``, ``s3``,
-``azblob``.  ``compression=estargz`` and ``force-compression`` are not
-supported (blobs already in the destination are reused as they are).
+``azblob``.  ``compression=estargz`` is an error; ``force-compression`` is
+not supported (blobs already in the destination are reused as they are).
 """
 
 from __future__ import annotations
