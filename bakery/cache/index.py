@@ -15,6 +15,9 @@ Media type :data:`CACHE_INDEX_TYPE` (``application/vnd.bakery.cache.v1+json``)::
           ],
           "config": {... the image config of image sources, else null ...}
         }
+      },
+      "mounts": {            (only with cache-mounts=true)
+        "<cache mount id>": {"diff_id": ..., "digest": ..., "size": ..., "mediaType": ...}
       }
     }
 
@@ -120,8 +123,10 @@ class CacheRecord:
 class CacheIndex:
     """Step key → :class:`CacheRecord`."""
 
-    def __init__(self, records: Optional[Mapping[str, CacheRecord]] = None):
+    def __init__(self, records: Optional[Mapping[str, CacheRecord]] = None,
+                 mounts: Optional[Mapping[str, LayerEntry]] = None):
         self.records: Dict[str, CacheRecord] = dict(records or {})
+        self.mounts: Dict[str, LayerEntry] = dict(mounts or {})  # cache mount id -> its tar
 
     def __len__(self) -> int:
         return len(self.records)
@@ -138,6 +143,8 @@ class CacheIndex:
         for rec in self.records.values():
             for la in rec.layers:
                 seen.setdefault(la.digest, la)
+        for la in self.mounts.values():
+            seen.setdefault(la.digest, la)
         return [seen[d] for d in sorted(seen)]
 
     def by_diff_id(self) -> Dict[str, LayerEntry]:
@@ -148,11 +155,14 @@ class CacheIndex:
         return out
 
     def to_bytes(self) -> bytes:
-        return canonical_json({
+        doc: Dict[str, Any] = {
             "schemaVersion": 1,
             "mediaType": CACHE_INDEX_TYPE,
             "records": {k: self.records[k].to_json() for k in sorted(self.records)},
-        })
+        }
+        if self.mounts:
+            doc["mounts"] = {k: self.mounts[k].to_json() for k in sorted(self.mounts)}
+        return canonical_json(doc)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CacheIndex:
@@ -172,7 +182,10 @@ class CacheIndex:
         for k, v in recs.items():
             check_digest(k)
             out[k] = CacheRecord.from_json(v)
-        return cls(out)
+        mounts = doc.get("mounts") or {}
+        if not isinstance(mounts, dict):
+            raise CacheFormatError("invalid cache index: mounts is not an object")
+        return cls(out, {str(k): LayerEntry.from_json(v) for k, v in mounts.items()})
 
 
 def build_manifest(index_desc: Descriptor, layers: Iterable[LayerEntry]) -> bytes:

@@ -32,7 +32,11 @@ A node's result is a :class:`State`: the layers (diff_ids, bottom first) of
 a filesystem, plus the image config for image sources.  Results are recorded
 in the store under the node's key, so later runs (and other targets) reuse
 them.  ``no_cache`` ignores records (everything runs); ``no_cache_keys``
-(from ``no-cache-filter``) re-runs just those nodes.
+(from ``no-cache-filter``) re-runs just those nodes.  Records are looked up
+top-down from the wanted nodes: a node whose record is found (in the store
+or an imported cache) needs none of its inputs, which are then neither
+loaded nor run (nodes with a pinned source below them are looked up when
+they run, as their keys are only known then).
 
 The engine holds the store's GC lock shared while it runs, so a concurrent
 ``bakery cache prune`` cannot delete blobs a build is about to record.
@@ -48,8 +52,9 @@ import shutil
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Set, Tuple
 
 from bakery.dockerfile.dockerignore import IgnoreMatcher
 from bakery.engine import fileops, remote
@@ -164,6 +169,8 @@ class Engine:
         self.ssh = dict(ssh) if ssh is not None else None
         self.executed: Dict[str, int] = {}  # key -> times run in this engine (tests, stats)
         self._lock = threading.Lock()
+        self._mount_lock = threading.Lock()
+        self._mounts_tried: Set[str] = set()
 
     # -- running a graph ---------------------------------------------------
 
@@ -183,15 +190,25 @@ class Engine:
         desc = dict(descriptions or {})
         skip_cache = set(no_cache_keys)
         key_of_ref = _KeyIndex(ops)
+        hits: Dict[str, State] = {}
+        misses: Set[str] = set()
+        if not self.no_cache:
+            hits, misses = self._short_cut(ops, deps, list(wanted) if wanted is not None else list(deps),
+                                           skip_cache)
+            deps = {k: (() if k in hits else tuple(v)) for k, v in deps.items()}
 
         def execute(key: str, inputs: Mapping[str, State], cancel: threading.Event) -> State:
             op = ops[key]
             d = desc.get(key) or type(op).__name__
             t0 = time.monotonic()
+            if key in hits:
+                self.progress.done(key, d, "done", 0.0, True)
+                return hits[key]
             pins = [p for p in (inputs[key_of_ref.of(r)].pin for r, _ in op_inputs(op)) if p]
             cache_key = pinned_key(key, pins) if pins else key
             use_cache = not self.no_cache and key not in skip_cache
-            if use_cache and not isinstance(op, LocalSource) and not _unpinned(op):
+            if use_cache and not isinstance(op, LocalSource) and not _unpinned(op) \
+                    and not (cache_key == key and key in misses):
                 hit = self.load(cache_key)
                 if hit is not None:
                     self.progress.done(key, d, "done", 0.0, True)
@@ -236,6 +253,51 @@ class Engine:
 
     # -- the cache ---------------------------------------------------------
 
+    def _short_cut(self, ops: Mapping[str, Any], deps: Mapping[str, Sequence[str]],
+                   wanted: Sequence[str], skip: Set[str]) -> Tuple[Dict[str, State], Set[str]]:
+        """(hits, misses), looked up top-down from ``wanted``.
+
+        A step whose record is in the store or an imported cache does not
+        need its inputs, so the lookup stops there: an unchanged build
+        restores its final steps only, and an imported cache downloads only
+        the layers those need (BuildKit's solver does the same).  A record
+        that turns out missing or corrupt is a miss and the walk continues
+        into that step's inputs, so a broken cache costs time, never a
+        wrong result.  Not looked up here: steps with a ``no-cache-filter``
+        step below them (it must run) and steps with an unpinned source
+        below them (their cache key is only known once it is fetched)."""
+        users: Dict[str, List[str]] = {}
+        for k, ds in deps.items():
+            for dep in ds:
+                users.setdefault(dep, []).append(k)
+        tainted: Set[str] = set()
+        stack = [k for k in deps if k in skip or _unpinned(ops[k])]
+        while stack:
+            k = stack.pop()
+            if k not in tainted:
+                tainted.add(k)
+                stack.extend(users.get(k, ()))
+        hits: Dict[str, State] = {}
+        misses: Set[str] = set()
+        seen: Set[str] = set()
+        level = list(dict.fromkeys(wanted))
+        with ThreadPoolExecutor(max_workers=max(1, self.jobs), thread_name_prefix="bakery-lookup") as pool:
+            while level:
+                seen.update(level)
+                ask = [k for k in level if k not in tainted and not isinstance(ops[k], LocalSource)]
+                found = dict(zip(ask, pool.map(self.load, ask)))
+                nxt: List[str] = []
+                for k in level:
+                    st = found.get(k)
+                    if st is not None:
+                        hits[k] = st
+                        continue
+                    if k in found:
+                        misses.add(k)
+                    nxt.extend(d for d in deps[k] if d not in seen)
+                level = list(dict.fromkeys(nxt))
+        return hits, misses
+
     def load(self, key: str) -> Optional[State]:
         rec = self.store.get_record(key)
         if rec is None:
@@ -245,10 +307,28 @@ class Engine:
                         rec = self.store.get_record(key)
                         break
                 except BakeryError:
+                    if getattr(src, "strict", False):
+                        raise  # cache-from ...,ignore-error=false
                     continue  # a broken import is a miss, never a wrong result
         if rec is None:
             return None
         return State(tuple(rec.get("layers", ())), rec.get("config"), None, cached=True)
+
+    def _restore_mount(self, cache_id: str, path: str) -> None:
+        """An empty cache mount (``path``, leased from the store) is first
+        filled from an imported cache that holds its contents (``cache-to
+        ...,cache-mounts=true``), once per run; a mount with contents is
+        never touched."""
+        with self._mount_lock:
+            if cache_id in self._mounts_tried or not self.cache_sources:
+                return
+            self._mounts_tried.add(cache_id)
+            if os.listdir(path):
+                return
+            for src in self.cache_sources:
+                restore = getattr(src, "restore_mount", None)
+                if restore is not None and restore(cache_id, self.store, path):
+                    return
 
     def save(self, key: str, state: State) -> None:
         self.store.put_record(
@@ -398,6 +478,7 @@ class Engine:
                         seed = self._cache_seed(src_state, m.selector or "/")
                     path = stack.enter_context(self.store.cache_mount_lease(
                         cid, m.sharing, m.uid, m.gid, m.mode, cancel, seed=seed))
+                    self._restore_mount(cid, path)
                     mounts.append(SandboxMount("bind", path, m.target, readonly=m.readonly))
                 elif m.type == "tmpfs":
                     mounts.append(SandboxMount("tmpfs", "", m.target, size=m.size))

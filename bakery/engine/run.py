@@ -165,6 +165,7 @@ def run_targets(
     ``--push``/``--load``; ``config_extras`` is the image exporter's hook
     for extra image config keys (see :class:`bakery.export.ExportContext`)."""
     from bakery.cache import export_caches, sources_for_targets
+    from bakery.cache.inline import with_inline_cache
     from bakery.engine.emulation import ensure_emulator
     from bakery.export import ExportContext, ImageBuilder, export_target, parse_outputs
     from bakery.graph.build import build_graph
@@ -183,9 +184,9 @@ def run_targets(
                     cache_sources=sources, ssh=ssh)
     for arch in sorted({n.op.platform.architecture for n in graph.nodes.values()
                         if isinstance(n.op, Exec)}):
-        note = ensure_emulator(arch)
-        if note and progress is not None:
-            progress.note(note)
+        emulated = ensure_emulator(arch)
+        if emulated and progress is not None:
+            progress.note(emulated)
     ops = {k: n.op for k, n in graph.nodes.items()}
     # data inputs, plus depends_on: a step waits for the exports it is after
     deps = {k: tuple(dict.fromkeys([*n.deps, *(graph.exports[e].root for e in n.after
@@ -215,7 +216,7 @@ def run_targets(
         per_target.setdefault(ex.target, []).append((ex, states[ex.root]))
     ctx = ExportContext(puller.blobs, store, engine.snaps, puller.client, cwd,
                         base_config=puller.base_config, base_layer=puller.base_layer,
-                        config_extras=config_extras)
+                        config_extras=with_inline_cache(config_extras, graph, targets, store, sources))
     builder = ImageBuilder(ctx)
     for name, items in per_target.items():
         lines, meta = export_target(builder, name, specs.get(name, []), items)
@@ -228,5 +229,6 @@ def run_targets(
         done = ", ".join(sorted(per_target)) or "none"
         raise BuildFailed(f"{failure.message}\n(outputs written for: {done}; not for: "
                           f"{', '.join(sorted(broken))})", failure.results, hint=failure.hint)
-    report.outputs.extend(export_caches(graph, targets, store, cwd, puller.client, puller.blobs, note))
+    report.outputs.extend(export_caches(graph, targets, store, cwd, puller.client, puller.blobs, note,
+                                        sources=sources))
     return report

@@ -136,8 +136,12 @@ def test_export_is_incremental(store, tmp_path) -> None:  # type: ignore[no-unty
     res = export_local(store, [key("a"), key("b")], dest)
     assert res.written == 1 and res.reused == 2
     after = blob_files(dest)
+    layers = {la.digest.split(":")[1] for la in read_local_index(dest).layers()}
     for name, mtime in before.items():
-        assert after[name] == mtime  # not rewritten
+        if name in layers:
+            assert after[name] == mtime  # not rewritten
+    assert len(layers & set(before)) == 2  # base and a, kept
+    assert res.removed == 2  # the old manifest and cache index
     assert sorted(read_local_index(dest).records) == sorted([key("a"), key("b")])
 
 
@@ -272,6 +276,9 @@ class FakeGraph:
         }
         self.nodes_of = {"api": {key("base"), key("a")}, "web": {key("base"), key("b")},
                          "plain": {key("b")}}
+        self.nodes = {key("base"): SimpleNamespace(deps=(), op=None),
+                      key("a"): SimpleNamespace(deps=(key("base"),), op=None),
+                      key("b"): SimpleNamespace(deps=(key("base"),), op=None)}
 
     def target_nodes(self, target: str) -> set:
         return set(self.nodes_of[target])
@@ -287,11 +294,12 @@ def test_plans_merge_targets_sharing_a_dest(tmp_path) -> None:  # type: ignore[n
     (plan,) = plan_exports(FakeGraph(), targets, str(tmp_path), notes.append)
     assert plan.where == str(tmp_path / "c") and plan.tag == "latest"
     assert plan.targets == ["api", "web"]
-    assert plan.keys == {key("base"), key("a"), key("b")}
+    assert plan.keys == {key("base"), key("a")}  # api: mode=max, every step
+    assert plan.roots == {key("b")}  # web: mode=min, its image (layers known at export time)
     targets["api"] = SimpleNamespace(cache_to=["type=gha", "type=local,dest=c,tag=v2"])
     plans = plan_exports(FakeGraph(), targets, str(tmp_path), notes.append)
     assert sorted(p.tag for p in plans) == ["latest", "v2"]
-    assert [p.keys for p in plans if p.tag == "v2"] == [{key("a")}]  # mode=min: the image
+    assert [(p.keys, p.roots) for p in plans if p.tag == "v2"] == [(set(), {key("a")})]  # mode=min
     assert any("type=gha is not supported" in n for n in notes)
     targets["api"] = SimpleNamespace(cache_to=["type=local,dest=c,mode=all"])
     with pytest.raises(BakeryError, match="mode=all"):
@@ -323,3 +331,44 @@ def test_cache_sources_from_entries(tmp_path) -> None:  # type: ignore[no-untype
                           "type=s3,bucket=x", "user/app:cache"], str(tmp_path), note=notes.append)
     assert [(s.src, s.tag) for s in srcs] == [(str(tmp_path / "c"), "latest"), (str(tmp_path / "c"), "v2")]
     assert len(notes) == 2  # s3 unsupported; the registry one needs a client
+
+
+def test_reexport_removes_blobs_no_tag_names_any_more(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dest = str(tmp_path / "c")
+    export_local(store, [key("a")], dest)  # base + a
+    export_local(store, [key("base")], dest, tag="v1")  # base
+    a_blob = [la.digest for la in read_local_index(dest).records[key("a")].layers][1]
+    with open(os.path.join(dest, "index.json")) as fh:
+        old_manifest = json.load(fh)["manifests"][0]["digest"]
+    stray = os.path.join(dest, "blobs", "sha256", ".tmp-old")
+    with open(stray, "w") as fh:
+        fh.write("left by a killed export")
+    os.utime(stray, (1, 1))
+    res = export_local(store, [key("b")], dest)  # latest: base + b; v1 keeps base
+    assert res.removed == 3  # a's layer, the old manifest and its cache index
+    names = set(os.listdir(os.path.join(dest, "blobs", "sha256")))
+    assert a_blob.split(":")[1] not in names and old_manifest.split(":")[1] not in names
+    assert ".tmp-old" not in names
+    # what the tags name is all there: both import
+    fresh = Store(str(tmp_path / "fresh"))
+    assert LocalCacheSource(dest).fetch(key("b"), fresh)
+    assert LocalCacheSource(dest, "v1").fetch(key("base"), fresh)
+    assert not LocalCacheSource(dest).fetch(key("a"), fresh)
+
+
+def test_no_garbage_collection_in_a_layout_that_holds_an_image(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bakery.cache.local import collect_garbage
+    from bakery.oci.image import build_image
+    from bakery.oci.store import BlobStore
+
+    dest = str(tmp_path / "c")
+    export_local(store, [key("a")], dest)
+    blobs = BlobStore(os.path.join(dest, "blobs"))
+    img = build_image(blobs, [])
+    with open(os.path.join(dest, "index.json")) as fh:
+        doc = json.load(fh)
+    doc["manifests"].append(img.descriptor.to_json())
+    with open(os.path.join(dest, "index.json"), "w") as fh:
+        json.dump(doc, fh)
+    loose = blobs.put_bytes(b"someone else's blob")
+    assert collect_garbage(dest) == 0 and blobs.has(loose.digest)

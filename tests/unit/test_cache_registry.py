@@ -102,3 +102,57 @@ def test_no_cache_under_the_ref_is_a_miss(tmp_path, caplog) -> None:  # type: ig
     with caplog.at_level(logging.WARNING, logger="bakery.cache"):
         assert not src.fetch(key("a"), Store(str(tmp_path / "s")))
     assert "cannot read the cache" in caplog.text
+
+
+def test_reexport_passes_imported_records_through(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client = FakeClient()
+    export_registry(store, [key("a"), key("b")], client, "r/app:cache", BlobStore(str(tmp_path / "o1")))
+    src = RegistryCacheSource(client, "r/app:cache", BlobStore(str(tmp_path / "o2")))
+    empty = Store(str(tmp_path / "empty"))  # a runner that loaded nothing
+    # to another repository: the blobs are there already (same fake registry), nothing is
+    # compressed nor pushed again
+    client.pushed.clear()
+    res = export_registry(empty, [key("a"), key("b")], client, "r/other:cache",
+                          BlobStore(str(tmp_path / "o3")), fallback=lambda k: src.index().get(k),
+                          copy_from=lambda la, blobs: src.copy_blob(la, blobs))
+    assert (res.records, res.written, res.reused) == (2, 0, 3)
+    assert len(client.pushed) == 1  # the new cache index only
+    # to another registry: the compressed blobs are copied as they are, verified
+    other = FakeClient()
+    res = export_registry(empty, [key("a")], other, "s/app:cache", BlobStore(str(tmp_path / "o4")),
+                          fallback=lambda k: src.index().get(k),
+                          copy_from=lambda la, blobs: src.copy_blob(la, blobs))
+    assert (res.records, res.written) == (1, 2)
+    assert RegistryCacheSource(other, "s/app:cache", BlobStore(str(tmp_path / "o5"))).fetch(
+        key("a"), Store(str(tmp_path / "s2")))
+
+
+def test_an_image_with_an_inline_cache_is_a_cache_source(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bakery.cache.inline import INLINE_KEY, inline_records
+    from bakery.oci.image import add_layer
+    from bakery.oci.media import OCI_CONFIG, OCI_INDEX
+
+    client = FakeClient()
+    work = BlobStore(str(tmp_path / "work"))
+    rec = store.get_record(key("a"))
+    layers = [add_layer(work, store.blob_path(d)) for d in rec["layers"]]
+    for la in layers:
+        client.blobs[la.digest] = work.read_bytes(la.digest)
+    idx = inline_records({key("a"): rec["layers"]}, {}, layers)
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", INLINE_KEY: json.loads(idx.to_bytes())}).encode()
+    client.blobs[digest_bytes(cfg)] = cfg
+    man = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                      "config": {"mediaType": OCI_CONFIG, "digest": digest_bytes(cfg), "size": len(cfg)},
+                      "layers": [la.descriptor().to_json() for la in layers]}).encode()
+    client.manifests["r/app:v1"] = (man, OCI_MANIFEST)
+    client.manifests[f"docker.io/r/app@{digest_bytes(man)}"] = (man, OCI_MANIFEST)  # the full name
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": digest_bytes(man), "size": len(man),
+         "platform": {"os": "linux", "architecture": "amd64"}}]}).encode()
+    client.manifests["r/app:multi"] = (index, OCI_INDEX)
+    for ref in ("r/app:v1", "r/app:multi"):
+        fresh = Store(str(tmp_path / ref.replace("/", "_").replace(":", "_")))
+        src = RegistryCacheSource(client, ref, BlobStore(str(tmp_path / ("b" + ref[-2:]))))
+        assert src.fetch(key("a"), fresh)
+        assert fresh.get_record(key("a"), verify=True)["layers"] == rec["layers"]
+        assert not src.fetch(key("b"), fresh)
