@@ -105,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                      help="talk plain HTTP to this registry (loopback registries always may)")
     run.add_argument("--cache-dir", metavar="DIR", help="the store (default: $BAKERY_CACHE_DIR or ~/.cache/bakery)")
-    run.add_argument("--progress", choices=("auto", "plain", "quiet"), default="auto")
+    run.add_argument("--progress", choices=("auto", "tty", "plain", "json", "quiet"), default="auto",
+                     help="auto (tty on a terminal, else plain), tty (bars), plain (BuildKit's "
+                     "numbered lines), json (one event per line on stdout), quiet (errors and result)")
+    run.add_argument("--pull", action="store_true",
+                     help="re-resolve the tags of base images (default: reuse the last resolution)")
     run.add_argument("--shard", metavar="I/N",
                      help="build only the I-th of N balanced shards of the requested targets "
                      "(1-based; as `bakery plan --shard I/N` shows)")
@@ -257,10 +261,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bakery.bakefile.loader import resolve_targets
-    from bakery.engine.run import run_targets
     from bakery.engine.sandbox import detect_sandbox
-    from bakery.engine.store import Store
-    from bakery.ui.progress import PlainProgress
+    from bakery.ui.progress import make_progress
 
     if args.cache_dir:
         os.environ["BAKERY_CACHE_DIR"] = os.path.abspath(args.cache_dir)
@@ -271,7 +273,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     allow_host = "network.host" in args.allow or any(
         "network.host" in (t.entitlements or []) for t in resolved.targets.values())
     sandbox, why = detect_sandbox(allow_network_host=allow_host)
-    progress = PlainProgress(sys.stderr, quiet=args.progress == "quiet")
+    progress = make_progress(args.progress, sys.stderr, sys.stdout)
+    try:
+        return _run_embedded(args, cfg, resolved, sandbox, why, allow_host, progress)
+    except BakeryError as e:
+        progress.error(e.message, e.hint)
+        raise
+    finally:
+        progress.close()
+
+
+def _run_embedded(args: argparse.Namespace, cfg: Any, resolved: Any, sandbox: Any, why: str,
+                  allow_host: bool, progress: Any) -> int:
+    from bakery.engine.run import run_targets
+    from bakery.engine.store import Store
+
     progress.note(f"sandbox: {why}")
     secrets = _secrets(resolved.targets.values())
     requested = _requested(args, resolved)
@@ -291,11 +307,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             sandbox, jobs=max(1, args.jobs), keep_going=args.keep_going, no_cache=args.no_cache,
             progress=progress, secrets=secrets, allow_network_host=allow_host,
             insecure=args.insecure_registry, push=True if args.push else None,
-            outputs_on_failure=args.outputs_on_failure,
+            outputs_on_failure=args.outputs_on_failure, pull=args.pull,
         )
     for line in report.outputs:
-        print(line)
-    progress.note(f"done: {report.executed} steps run, {report.cached} from the cache")
+        progress.result(line)
+    summary = f"done: {report.executed} steps run, {report.cached} from the cache"
+    if args.progress in ("json", "quiet"):
+        progress.result(summary)
+    else:
+        progress.note(summary)
     return 0
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import threading
 import time
@@ -44,7 +45,7 @@ from bakery.engine.store import Store
 from bakery.errors import BakeryError
 from bakery.graph.ops import Copy, Exec, FileOp, ImageSource, LocalSource, Merge, Ref, ScratchSource
 
-__all__ = ["BuildFailed", "Engine", "ImagePuller", "Progress", "State"]
+__all__ = ["BuildFailed", "Engine", "ImagePuller", "Progress", "State", "in_stages"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,28 @@ class State:
     config: Optional[Dict[str, Any]] = None  # the image config JSON (image sources)
     local: Optional[str] = None  # a local directory (local sources)
     cached: bool = field(default=False, compare=False)
+
+
+def in_stages(description: str, stages: Sequence[str]) -> bool:
+    """Whether a step (by its progress name, ``[NAME 2/5] RUN ...``) belongs
+    to one of the named Dockerfile ``stages`` (``no-cache-filter``; names
+    compare case-insensitively, as BuildKit's do).  Steps of unnamed stages
+    (``[stage-1 2/5]``) and base image pulls belong to no named stage.
+
+    >>> in_stages("[build 2/5] RUN make", ["Build"])
+    True
+    >>> in_stages("[2/2] RUN make", ["build"])
+    False
+    """
+    if not stages or not description.startswith("["):
+        return False
+    head = description[1:].split("]", 1)[0].split()
+    if len(head) != 2 or "/" not in head[1]:
+        return False
+    name = head[0].lower()
+    if re.fullmatch(r"stage-[0-9]+", name):
+        return False
+    return name in {s.lower() for s in stages}
 
 
 class ImagePuller(Protocol):
@@ -64,7 +87,8 @@ class ImagePuller(Protocol):
 class Progress(Protocol):
     def start(self, key: str, description: str) -> None: ...
     def output(self, key: str, data: bytes) -> None: ...
-    def done(self, key: str, description: str, status: str, seconds: float, cached: bool) -> None: ...
+    def done(self, key: str, description: str, status: str, seconds: float, cached: bool,
+             error: str = "") -> None: ...
 
 
 class _NullProgress:
@@ -74,7 +98,8 @@ class _NullProgress:
     def output(self, key: str, data: bytes) -> None:
         pass
 
-    def done(self, key: str, description: str, status: str, seconds: float, cached: bool) -> None:
+    def done(self, key: str, description: str, status: str, seconds: float, cached: bool,
+             error: str = "") -> None:
         pass
 
 
@@ -154,8 +179,10 @@ class Engine:
             self.progress.start(key, d)
             try:
                 state = self._execute(key, op, inputs, key_of_ref, cancel)
-            except BaseException:
-                self.progress.done(key, d, "failed", time.monotonic() - t0, False)
+            except BaseException as e:
+                status = "cancelled" if cancel.is_set() else "failed"
+                msg = e.message if isinstance(e, BakeryError) else str(e) or type(e).__name__
+                self.progress.done(key, d, status, time.monotonic() - t0, False, error=msg)
                 raise
             if not isinstance(op, LocalSource):  # reading a directory is not a step
                 with self._lock:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from bakery.bakefile.model import Target
-from bakery.engine.executor import BuildFailed, Engine, State
+from bakery.engine.executor import BuildFailed, Engine, State, in_stages
 from bakery.engine.store import Store
 from bakery.errors import BakeryError
 from bakery.graph.ops import Exec, ImageConfig, ImageSource, LocalSource
@@ -48,8 +48,11 @@ class RegistryPuller:
     config's diff_ids.
     """
 
-    def __init__(self, store: Store, insecure: Sequence[str] = ()):
+    def __init__(self, store: Store, insecure: Sequence[str] = (), pull: bool = False):
         from bakery.oci.registry import RegistryClient, RegistryOptions
+
+        self.store = store
+        self.force_pull = pull  # --pull: re-resolve tags even when the store knows them
         from bakery.oci.store import BlobStore
 
         self.blobs = BlobStore(os.path.join(store.root, "oci"))
@@ -71,15 +74,34 @@ class RegistryPuller:
             if k in self._resolved:
                 return self._resolved[k]
         ref = src.ref if not src.digest else f"{src.ref.split('@')[0]}@{src.digest}"
-        desc = self.client.pull(ref, self.blobs, platform=str(src.platform))
-        man = self.blobs.read_json(desc.digest)
+        name = f"{src.ref}|{src.platform}"
+        known = src.digest or (None if self.force_pull else self.store.get_resolution(name))
+        if known and self._local(known):
+            digest = known  # resolved before (or pinned): no network
+        else:
+            digest = self.client.pull(ref, self.blobs, platform=str(src.platform)).digest
+            if not src.digest:
+                self.store.put_resolution(name, digest)
+        man = self.blobs.read_json(digest)
         if "manifests" in man:  # a single-platform pull of an index returns the manifest
             raise BakeryError(f"{src.ref}: expected an image manifest for {src.platform}")
         config = self.blobs.read_json(Descriptor.from_json(man["config"]).digest)
         layers = [Descriptor.from_json(la) for la in man.get("layers") or []]
         with self._lock:
-            self._resolved[k] = (desc.digest, layers, config)
-        return desc.digest, layers, config
+            self._resolved[k] = (digest, layers, config)
+        return digest, layers, config
+
+    def _local(self, digest: str) -> bool:
+        """The manifest ``digest`` and its config are in the blob store."""
+        from bakery.oci.media import Descriptor
+
+        if not self.blobs.has(digest):
+            return False
+        try:
+            man = self.blobs.read_json(digest)
+            return "config" in man and self.blobs.has(Descriptor.from_json(man["config"]).digest)
+        except (ValueError, KeyError, OSError):
+            return False
 
     def image_config(self, src: ImageSource) -> Optional[Mapping[str, Any]]:
         from bakery.dockerfile.request import ResolvedConfig
@@ -98,6 +120,8 @@ class RegistryPuller:
         for desc, diff_id in zip(layers, diff_ids):
             if store.has_blob(diff_id):
                 continue
+            if not self.blobs.has(desc.digest):  # resolved from the store, layer pruned since
+                self.client.fetch_blob(src.ref.split("@")[0], desc, self.blobs)
             comp = compression_of(desc.media_type)
             with open(self.blobs.path(desc.digest), "rb") as raw:
                 if comp == "gzip":
@@ -177,6 +201,7 @@ def run_targets(
     insecure: Sequence[str] = (),
     push: Optional[bool] = None,
     outputs_on_failure: bool = False,
+    pull: bool = False,
 ) -> RunReport:
     """Build, then write outputs.  Outputs are written only when every
     requested target succeeded, unless ``outputs_on_failure`` (with
@@ -186,7 +211,8 @@ def run_targets(
     from bakery.engine.emulation import ensure_emulator
     from bakery.graph.build import build_graph
 
-    puller = RegistryPuller(store, insecure)
+    puller = RegistryPuller(store, insecure, pull=pull or any(
+        targets[n].pull for n in targets))
     graph = build_graph(targets, requested, cwd, image_config=puller.image_config, groups=groups)
     note = getattr(progress, "note", None)
     sources = sources_for_targets(targets, list(graph.targets), cwd, puller.client, puller.blobs, note)
@@ -205,7 +231,12 @@ def run_targets(
             for k, n in graph.nodes.items()}
     descs = {k: n.description for k, n in graph.nodes.items()}
     no_cache_keys = [k for k, n in graph.nodes.items()
-                     if any(graph.targets[t].no_cache for t, _ in n.users if t in graph.targets)]
+                     if any(graph.targets[t].no_cache for t, _ in n.users if t in graph.targets)
+                     or any(in_stages(n.description, graph.targets[t].no_cache_filter)
+                            for t, _ in n.users if t in graph.targets)]
+    if hasattr(progress, "plan"):
+        progress.plan({k: [t for t, _ in n.users] for k, n in graph.nodes.items()
+                       if not isinstance(n.op, LocalSource)})
     wanted = sorted({e.root for e in graph.exports.values()})
     failure: Optional[BuildFailed] = None
     try:

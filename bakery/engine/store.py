@@ -239,6 +239,34 @@ class Store:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.record_path(key))
 
+    # -- tag resolutions ---------------------------------------------------
+
+    def _resolution_path(self, name: str) -> str:
+        return os.path.join(self.root, "resolved", hashlib.sha256(name.encode()).hexdigest() + ".json")
+
+    def get_resolution(self, name: str) -> Optional[str]:
+        """The manifest digest ``name`` (an image reference and platform)
+        resolved to last time, or None (``--pull`` ignores it)."""
+        try:
+            with open(self._resolution_path(name), "rb") as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("name") != name:
+            return None
+        digest = doc.get("digest")
+        try:
+            _hex(digest if isinstance(digest, str) else "")
+        except ValueError:
+            return None
+        return str(digest)
+
+    def put_resolution(self, name: str, digest: str) -> None:
+        _hex(digest)
+        os.makedirs(os.path.join(self.root, "resolved"), exist_ok=True)
+        self._write_json(self._resolution_path(name),
+                         {"name": name, "digest": digest, "resolved": time.time()})
+
     # -- locks -----------------------------------------------------------
 
     @contextlib.contextmanager
@@ -325,7 +353,7 @@ class Store:
                     self.drop_record(key)
                     dropped += 1
                 recs = []
-                for sub in ("mounts", "oci"):
+                for sub in ("mounts", "oci", "resolved"):
                     d = os.path.join(self.root, sub)
                     for name in os.listdir(d) if os.path.isdir(d) else []:
                         _remove(os.path.join(d, name))
