@@ -20,7 +20,9 @@ A node's result is a :class:`State`: the layers (diff_ids, bottom first) of
 a filesystem, plus the image config for image sources.  Results are recorded
 in the store under the node's key, so later runs (and other targets) reuse
 them.  ``no_cache`` ignores records (everything runs); ``no_cache_keys``
-(from ``no-cache-filter``) re-runs just those nodes.
+(a target's ``no-cache``, ``no-cache-filter``) re-runs those nodes and every
+node built on them (a record of a later step holds the layers of the run
+that made it, so reusing it would drop the re-run's result).
 
 The engine holds the store's GC lock shared while it runs, so a concurrent
 ``bakery cache prune`` cannot delete blobs a build is about to record.
@@ -54,6 +56,27 @@ class State:
     config: Optional[Dict[str, Any]] = None  # the image config JSON (image sources)
     local: Optional[str] = None  # a local directory (local sources)
     cached: bool = field(default=False, compare=False)
+
+
+def downstream(deps: Mapping[str, Sequence[str]], keys: Sequence[str]) -> set:
+    """``keys`` and every node that depends on one of them, directly or not.
+
+    >>> sorted(downstream({"a": (), "b": ("a",), "c": ("b",), "d": ()}, ["b"]))
+    ['b', 'c']
+    """
+    users: Dict[str, List[str]] = {}
+    for k, ds in deps.items():
+        for d in ds:
+            users.setdefault(d, []).append(k)
+    out = set()
+    stack = list(keys)
+    while stack:
+        k = stack.pop()
+        if k in out:
+            continue
+        out.add(k)
+        stack.extend(users.get(k, ()))
+    return out
 
 
 def in_stages(description: str, stages: Sequence[str]) -> bool:
@@ -164,7 +187,7 @@ class Engine:
         order, see :func:`bakery.graph.keys.op_inputs`).
         """
         desc = dict(descriptions or {})
-        skip_cache = set(no_cache_keys)
+        skip_cache = downstream(deps, no_cache_keys)
         key_of_ref = _KeyIndex(ops)
 
         def execute(key: str, inputs: Mapping[str, State], cancel: threading.Event) -> State:

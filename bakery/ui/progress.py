@@ -246,10 +246,15 @@ class TtyProgress(Progress):
         self._thread.start()
 
     def _width(self) -> int:
+        cols = 0
         try:
-            return max(20, os.get_terminal_size(self.out.fileno()).columns)
+            cols = os.get_terminal_size(self.out.fileno()).columns
         except (OSError, ValueError, AttributeError):
-            return 80
+            pass
+        if cols <= 0:  # a terminal that does not know its size (a fresh pty)
+            env = os.environ.get("COLUMNS", "")
+            cols = int(env) if env.isdigit() else 80
+        return max(20, cols)
 
     def _view(self) -> List[str]:
         from tqdm import tqdm

@@ -1,0 +1,77 @@
+"""Which steps skip the cache (no-cache, no-cache-filter) and the stored tag
+resolutions --pull ignores."""
+
+from __future__ import annotations
+
+import pytest
+
+from bakery.engine.executor import Engine, downstream, in_stages
+from bakery.engine.snapshots import Snapshotter
+from bakery.engine.store import Store
+from tests.unit.test_engine import FakeSandbox, base, graph, run_step
+
+
+def test_downstream_is_the_keys_and_everything_built_on_them() -> None:
+    deps = {"a": (), "b": ("a",), "c": ("b",), "d": ("a",), "e": ("c", "d"), "f": ()}
+    assert downstream(deps, ["b"]) == {"b", "c", "e"}
+    assert downstream(deps, ["a"]) == {"a", "b", "c", "d", "e"}
+    assert downstream(deps, []) == set()
+
+
+@pytest.mark.parametrize("desc, stages, want", [
+    ("[build 2/5] RUN make", ["build"], True),
+    ("[build 2/5] RUN make", ["BUILD"], True),  # BuildKit compares case-insensitively
+    ("[Build 2/5] RUN make", ["build"], True),
+    ("[build 2/5] RUN make", ["test"], False),
+    ("[build 2/5] RUN make", [], False),
+    ("[2/5] RUN make", ["build"], False),  # the unnamed last stage
+    ("[stage-1 2/5] RUN make", ["stage-1"], False),  # unnamed stages have no name to filter on
+    ("127.0.0.1:5000/busybox:latest", ["build"], False),
+    ("[build] weird", ["build"], False),
+])
+def test_in_stages(desc: str, stages: list, want: bool) -> None:
+    assert in_stages(desc, stages) is want
+
+
+def test_no_cache_keys_rerun_their_dependents_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(str(tmp_path / "store"))
+    sandbox = FakeSandbox()
+    b = base()
+    first = run_step("first", b)
+    second = run_step("second", first)
+    other = run_step("other", b)
+    ops, deps, roots = graph(second, other)
+    e = Engine(store, sandbox, snapshotter=Snapshotter(store, "copy"), jobs=2)
+    e.run(ops, deps, roots)
+    assert len(sandbox.runs) == 3
+    sandbox.runs.clear()
+    key_first = next(k for k, op in ops.items() if op == first)
+    e2 = Engine(store, sandbox, snapshotter=Snapshotter(store, "copy"), jobs=2)
+    states = e2.run(ops, deps, roots, no_cache_keys=[key_first])
+    assert sorted(a[0] for a in sandbox.runs) == ["first", "second"]  # "other" stays cached
+    assert not states[roots[0]].cached and states[roots[1]].cached
+    sandbox.runs.clear()
+    Engine(store, sandbox, snapshotter=Snapshotter(store, "copy"), jobs=2, no_cache=True).run(ops, deps, roots)
+    assert len(sandbox.runs) == 3
+
+
+def test_tag_resolutions_are_stored_and_checked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(str(tmp_path / "store"))
+    name = "127.0.0.1:5000/busybox:latest|linux/amd64"
+    assert store.get_resolution(name) is None
+    d = "sha256:" + "ab" * 32
+    store.put_resolution(name, d)
+    assert store.get_resolution(name) == d
+    assert store.get_resolution(name + "x") is None
+    with pytest.raises(ValueError):
+        store.put_resolution(name, "sha256:nothex")
+    path = store._resolution_path(name)
+    with open(path, "w") as fh:
+        fh.write('{"name": "%s", "digest": "md5:00"}' % name)  # damaged: a miss, not a crash
+    assert store.get_resolution(name) is None
+    with open(path, "w") as fh:
+        fh.write("{not json")
+    assert store.get_resolution(name) is None
+    store.put_resolution(name, d)
+    store.prune(everything=True)  # prune --all forgets them
+    assert store.get_resolution(name) is None
