@@ -30,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -247,10 +248,8 @@ class TtyProgress(Progress):
 
     def _width(self) -> int:
         cols = 0
-        try:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             cols = os.get_terminal_size(self.out.fileno()).columns
-        except (OSError, ValueError, AttributeError):
-            pass
         if cols <= 0:  # a terminal that does not know its size (a fresh pty)
             env = os.environ.get("COLUMNS", "")
             cols = int(env) if env.isdigit() else 80

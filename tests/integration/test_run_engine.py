@@ -5,9 +5,9 @@ step."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import fcntl
 import pty
 import re
 import select
@@ -255,7 +255,7 @@ def test_ctrl_c_during_a_run_step(proj) -> None:  # type: ignore[no-untyped-def]
     proc = _start_sleep_build(proj, tag)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     took = time.monotonic() - t0
     assert proc.returncode == 130, err[-3000:]
     assert took < 10, took

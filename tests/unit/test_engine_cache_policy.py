@@ -67,7 +67,7 @@ def test_tag_resolutions_are_stored_and_checked(tmp_path) -> None:  # type: igno
         store.put_resolution(name, "sha256:nothex")
     path = store._resolution_path(name)
     with open(path, "w") as fh:
-        fh.write('{"name": "%s", "digest": "md5:00"}' % name)  # damaged: a miss, not a crash
+        fh.write(f'{{"name": "{name}", "digest": "md5:00"}}')  # damaged: a miss, not a crash
     assert store.get_resolution(name) is None
     with open(path, "w") as fh:
         fh.write("{not json")
