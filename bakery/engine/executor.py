@@ -216,6 +216,7 @@ class Engine:
             return state
 
         sched = Scheduler(self.jobs, self.keep_going)
+        self.store.recover()  # mounts and temp files of runs that were killed
         with self.store.lock("gc", shared=True):
             results = sched.run(deps, execute, wanted)
         failed = [r for r in results.values() if r.status == "failed"]
