@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = sub.add_parser("cache", help="inspect or prune the shared build cache")
     csub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
-    csub.add_parser("du", help="disk usage by kind")
+    csub.add_parser("du", help="disk usage by kind, and by target where known")
     prune = csub.add_parser("prune", help="remove cache records (least recently used first) and unused blobs")
     prune.add_argument("--all", action="store_true", help="everything, cache mounts included")
     prune.add_argument("--keep-storage", metavar="SIZE", help="keep at most SIZE (e.g. 10GB)")
@@ -401,6 +401,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
         for kind, size in du.items():
             print(f"{kind:<8} {_human(size):>10}")
         print(f"{'total':<8} {_human(sum(du.values())):>10}   ({records} cache records) in {store.root}")
+        per = store.du_by_target()
+        if per:
+            print("by target (layers of the steps built for it; shared layers count for each):")
+            width = max(len(t or "(unknown)") for t in per)
+            for t, (size, n) in per.items():
+                print(f"  {t or '(unknown)':<{width}} {_human(size):>10}   ({n} records)")
         return 0
     if args.cache_command == "prune":
         if not (args.all or args.keep_storage or args.older_than):

@@ -180,12 +180,16 @@ class Engine:
         wanted: Optional[Sequence[str]] = None,
         descriptions: Optional[Mapping[str, str]] = None,
         no_cache_keys: Sequence[str] = (),
+        targets: Optional[Mapping[str, Sequence[str]]] = None,
     ) -> Dict[str, State]:
         """Execute the nodes ``wanted`` needs; returns key → State.
 
         ``ops`` maps key → op, ``deps`` key → input keys (in the op's input
-        order, see :func:`bakery.graph.keys.op_inputs`).
+        order, see :func:`bakery.graph.keys.op_inputs`).  ``targets``: key →
+        names of the targets that need it, kept in the records it writes
+        (``bakery cache du`` shows sizes per target).
         """
+        users = dict(targets or {})
         desc = dict(descriptions or {})
         skip_cache = downstream(deps, no_cache_keys)
         key_of_ref = _KeyIndex(ops)
@@ -211,7 +215,7 @@ class Engine:
                 with self._lock:
                     self.executed[key] = self.executed.get(key, 0) + 1
             if not isinstance(op, LocalSource):
-                self.save(key, state)
+                self.save(key, state, users.get(key, ()))
             self.progress.done(key, d, "done", time.monotonic() - t0, False)
             return state
 
@@ -248,9 +252,11 @@ class Engine:
             return None
         return State(tuple(rec.get("layers", ())), rec.get("config"), None, cached=True)
 
-    def save(self, key: str, state: State) -> None:
+    def save(self, key: str, state: State, targets: Sequence[str] = ()) -> None:
+        meta = {"targets": sorted(set(targets))} if targets else None
         self.store.put_record(
-            key, {"layers": list(state.layers), "config": state.config}, blobs=list(state.layers)
+            key, {"layers": list(state.layers), "config": state.config}, blobs=list(state.layers),
+            meta=meta,
         )
 
     # -- one node ----------------------------------------------------------

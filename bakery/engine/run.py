@@ -234,13 +234,14 @@ def run_targets(
                      if any(graph.targets[t].no_cache for t, _ in n.users if t in graph.targets)
                      or any(in_stages(n.description, graph.targets[t].no_cache_filter)
                             for t, _ in n.users if t in graph.targets)]
+    users = {k: sorted({t for t, _ in n.users}) for k, n in graph.nodes.items()
+             if not isinstance(n.op, LocalSource)}
     if hasattr(progress, "plan"):
-        progress.plan({k: [t for t, _ in n.users] for k, n in graph.nodes.items()
-                       if not isinstance(n.op, LocalSource)})
+        progress.plan(users)
     wanted = sorted({e.root for e in graph.exports.values()})
     failure: Optional[BuildFailed] = None
     try:
-        states = engine.run(ops, deps, wanted, descs, no_cache_keys=no_cache_keys)
+        states = engine.run(ops, deps, wanted, descs, no_cache_keys=no_cache_keys, targets=users)
     except BuildFailed as e:
         if not outputs_on_failure:
             raise

@@ -371,6 +371,20 @@ class Store:
             out[kind] = _tree_size(os.path.join(self.root, kind))
         return out
 
+    def du_by_target(self) -> Dict[str, Tuple[int, int]]:
+        """Target name → (bytes of the blobs its steps' records hold, number
+        of records), from the targets recorded with each step (``""``: steps
+        recorded without any, e.g. imported from a cache).  A blob several
+        targets share counts for each of them."""
+        blobs: Dict[str, Dict[str, int]] = {}
+        counts: Dict[str, int] = {}
+        for _, doc, _ in self.records():
+            names = (doc.get("meta") or {}).get("targets") or [""]
+            for t in names:
+                blobs.setdefault(t, {}).update(doc.get("blobs", {}))
+                counts[t] = counts.get(t, 0) + 1
+        return {t: (sum(b.values()), counts[t]) for t, b in sorted(blobs.items())}
+
     def gc(self) -> Tuple[int, int]:
         """Delete blobs no record needs and stale temp files; (files, bytes)."""
         with self.lock("gc"):

@@ -75,3 +75,15 @@ def test_tag_resolutions_are_stored_and_checked(tmp_path) -> None:  # type: igno
     store.put_resolution(name, d)
     store.prune(everything=True)  # prune --all forgets them
     assert store.get_resolution(name) is None
+
+
+def test_records_remember_their_targets(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(str(tmp_path / "store"))
+    b = base()
+    ops, deps, roots = graph(run_step("a", b), run_step("b", b))
+    users = {k: ["api", "web"] if k not in roots else (["api"] if k == roots[0] else ["web"]) for k in ops}
+    Engine(store, FakeSandbox(), snapshotter=Snapshotter(store, "copy")).run(ops, deps, roots, targets=users)
+    recorded = {k: doc["meta"].get("targets") for k, doc, _ in store.records()}
+    assert recorded[roots[0]] == ["api"] and recorded[roots[1]] == ["web"]
+    per = store.du_by_target()
+    assert set(per) == {"api", "web"} and per["api"][1] == len(ops) - 1
