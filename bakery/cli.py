@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto (tty on a terminal, else plain), tty (bars), plain (BuildKit's "
                      "numbered lines), json (one event per line on stdout), quiet (errors and result)")
     run.add_argument("--pull", action="store_true",
-                     help="re-resolve the tags of base images (default: reuse the last resolution)")
+                     help="base image tags must be resolved by their registry (default: when the "
+                     "registry cannot be reached, the tag's last resolution is used)")
     run.add_argument("--shard", metavar="I/N",
                      help="build only the I-th of N balanced shards of the requested targets "
                      "(1-based; as `bakery plan --shard I/N` shows)")

@@ -28,7 +28,7 @@ import shutil
 import tarfile
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from bakery.bakefile.model import Target
 from bakery.engine.executor import BuildFailed, Engine, State, in_stages
@@ -37,6 +37,12 @@ from bakery.errors import BakeryError
 from bakery.graph.ops import Exec, ImageConfig, ImageSource, LocalSource
 
 __all__ = ["RegistryPuller", "RunReport", "run_targets"]
+
+
+def _unreachable(e: BakeryError) -> bool:
+    """The registry could not be reached (connection failures, 5xx after
+    the client's retries), as opposed to an answer (unknown tag, denied)."""
+    return bool(e.hint and "the registry or the network failed" in e.hint)
 
 
 class RegistryPuller:
@@ -52,7 +58,8 @@ class RegistryPuller:
         from bakery.oci.registry import RegistryClient, RegistryOptions
 
         self.store = store
-        self.force_pull = pull  # --pull: re-resolve tags even when the store knows them
+        self.force_pull = pull  # --pull: no fallback to the stored resolution of a tag
+        self.note: Optional[Callable[[str], None]] = None
         from bakery.oci.store import BlobStore
 
         self.blobs = BlobStore(os.path.join(store.root, "oci"))
@@ -75,12 +82,25 @@ class RegistryPuller:
                 return self._resolved[k]
         ref = src.ref if not src.digest else f"{src.ref.split('@')[0]}@{src.digest}"
         name = f"{src.ref}|{src.platform}"
-        known = src.digest or (None if self.force_pull else self.store.get_resolution(name))
-        if known and self._local(known):
-            digest = known  # resolved before (or pinned): no network
-        else:
+        if src.digest and self._local(src.digest):
+            digest = src.digest  # pinned and here: no network
+        elif src.digest:
             digest = self.client.pull(ref, self.blobs, platform=str(src.platform)).digest
-            if not src.digest:
+        else:
+            # a tag is asked every run (a moved tag rebuilds, as with BuildKit);
+            # when the registry cannot be reached, the last resolution stands
+            # in, unless --pull insists
+            try:
+                digest = self.client.pull(ref, self.blobs, platform=str(src.platform)).digest
+            except BakeryError as e:
+                known = None if self.force_pull else self.store.get_resolution(name)
+                if not known or not _unreachable(e) or not self._local(known):
+                    raise
+                digest = known
+                if self.note is not None:
+                    self.note(f"{src.ref} ({src.platform}): the registry cannot be reached; "
+                              f"using its last resolution {digest} (--pull makes this an error)")
+            else:
                 self.store.put_resolution(name, digest)
         man = self.blobs.read_json(digest)
         if "manifests" in man:  # a single-platform pull of an index returns the manifest
@@ -213,6 +233,7 @@ def run_targets(
 
     puller = RegistryPuller(store, insecure, pull=pull or any(
         targets[n].pull for n in targets))
+    puller.note = getattr(progress, "note", None)
     graph = build_graph(targets, requested, cwd, image_config=puller.image_config, groups=groups)
     note = getattr(progress, "note", None)
     sources = sources_for_targets(targets, list(graph.targets), cwd, puller.client, puller.blobs, note)
