@@ -37,11 +37,11 @@ import errno
 import os
 import stat
 import tarfile
-from typing import IO, Dict, Iterator, List, Optional, Tuple
+from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
 from bakery.errors import BakeryError
 
-__all__ = ["apply_layer", "diff_overlay", "diff_trees", "snapshot_meta"]
+__all__ = ["apply_layer", "compressed_layer", "diff_overlay", "diff_trees", "snapshot_meta"]
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -351,3 +351,33 @@ def _set_meta(path: str, ti: tarfile.TarInfo) -> None:
                             follow_symlinks=False)
     with contextlib.suppress(OSError, NotImplementedError):
         os.utime(path, (ti.mtime, ti.mtime), follow_symlinks=False)
+
+
+def compressed_layer(store: Any, blobs: Any, diff_id: str, compression: str = "gzip",
+                     level: Optional[int] = None) -> Any:
+    """The compressed form of the layer ``diff_id`` (an uncompressed tar in
+    ``store``) in the OCI blob store ``blobs``: compressed once, then
+    remembered in ``store/compressed/`` so a warm run does not compress
+    again (the memo is used only while its blob is in ``blobs`` with the
+    recorded size)."""
+    import json
+
+    from bakery.oci.image import Layer, add_layer
+
+    name = f"{diff_id.split(':', 1)[-1]}-{compression}-{'' if level is None else level}.json"
+    memo = os.path.join(store.root, "compressed", name)
+    try:
+        with open(memo, "rb") as fh:
+            doc = json.load(fh)
+        if (doc.get("diff_id") == diff_id and blobs.has(doc["digest"])
+                and os.stat(blobs.path(doc["digest"])).st_size == doc["size"]):
+            return Layer(doc["digest"], int(doc["size"]), diff_id, compression)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    layer = add_layer(blobs, store.blob_path(diff_id), compression, level)
+    if layer.diff_id != diff_id:  # the store's blob is verified by name; never trust a mismatch
+        raise BakeryError(f"layer {diff_id} in the store has the digest {layer.diff_id}",
+                          hint="run `bakery cache prune --all`")
+    os.makedirs(os.path.dirname(memo), exist_ok=True)
+    store._write_json(memo, {"diff_id": diff_id, "digest": layer.digest, "size": layer.size})
+    return layer

@@ -297,12 +297,13 @@ def run_targets(
 
 
 def _image(puller: RegistryPuller, store: Store, engine: Engine, items: List[Tuple[Any, State]]) -> Any:
-    from bakery.oci.image import add_layer, build_image, build_index
+    from bakery.engine.layers import compressed_layer
+    from bakery.oci.image import build_image, build_index
 
     manifests = []
     for ex, state in items:
         cfg: ImageConfig = ex.export.config
-        layers = [add_layer(puller.blobs, store.blob_path(d)) for d in state.layers]
+        layers = [compressed_layer(store, puller.blobs, d) for d in state.layers]
         base_config = None
         if cfg.base is not None:
             try:

@@ -442,7 +442,7 @@ class Store:
                     self.drop_record(key)
                     dropped += 1
                 recs = []
-                for sub in ("mounts", "oci", "resolved"):
+                for sub in ("mounts", "oci", "resolved", "compressed"):
                     d = os.path.join(self.root, sub)
                     for name in os.listdir(d) if os.path.isdir(d) else []:
                         _remove(os.path.join(d, name))

@@ -87,3 +87,34 @@ def test_records_remember_their_targets(tmp_path) -> None:  # type: ignore[no-un
     assert recorded[roots[0]] == ["api"] and recorded[roots[1]] == ["web"]
     per = store.du_by_target()
     assert set(per) == {"api", "web"} and per["api"][1] == len(ops) - 1
+
+
+def test_layers_are_compressed_once(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import os
+    import tarfile
+
+    import bakery.oci.image as image
+    from bakery.engine.layers import compressed_layer
+    from bakery.oci.store import BlobStore
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        ti = tarfile.TarInfo("hello")
+        ti.size = 5
+        tf.addfile(ti, io.BytesIO(b"hello"))
+    store = Store(str(tmp_path / "store"))
+    diff_id = store.put_bytes(buf.getvalue())
+    blobs = BlobStore(str(tmp_path / "oci"))
+    calls = []
+    real = image.add_layer
+    monkeypatch.setattr(image, "add_layer", lambda *a, **k: calls.append(a) or real(*a, **k))
+    first = compressed_layer(store, blobs, diff_id)
+    second = compressed_layer(store, blobs, diff_id)
+    assert len(calls) == 1 and first.digest == second.digest and second.diff_id == diff_id
+    assert second.size == first.size and blobs.has(first.digest)
+    compressed_layer(store, blobs, diff_id, "uncompressed")  # another form: compressed apart
+    assert len(calls) == 2
+    os.unlink(blobs.path(first.digest))  # the blob went away (pruned): compressed again
+    third = compressed_layer(store, blobs, diff_id)
+    assert len(calls) == 3 and third.digest == first.digest and blobs.has(third.digest)
