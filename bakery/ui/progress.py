@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 from typing import IO, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -265,7 +266,7 @@ class TtyProgress(Progress):
         lines = [bar]
         now = time.monotonic()
         for desc, started, last in list(self.running.values()):
-            left = f" => {desc}"
+            left = f" => {_printable(desc)}"
             right = f" {now - started:5.1f}s"
             room = width - 1 - len(right)
             if last and len(left) + 3 < room:
@@ -309,7 +310,7 @@ class TtyProgress(Progress):
             del kept[:-20]
             if key in self.running:
                 desc, started, _ = self.running[key]
-                self.running[key] = (desc, started, lines[-1].strip())
+                self.running[key] = (desc, started, _printable(lines[-1]).strip())
 
     def done(self, key: str, description: str, status: str, seconds: float, cached: bool,
              error: str = "") -> None:
@@ -353,6 +354,15 @@ class TtyProgress(Progress):
             self.drawn = 0
             self._stop.set()
         self._thread.join(2)
+
+
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    """One line without escape sequences or control characters (a step's
+    colours or carriage returns must not break the live view)."""
+    return _CONTROL.sub("", text.replace("\n", " ").replace("\t", " "))
 
 
 def make_progress(mode: str, err: IO[str], out: Optional[IO[str]] = None) -> Progress:

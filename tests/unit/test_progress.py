@@ -157,3 +157,18 @@ def test_make_progress_modes() -> None:
     t.close()
     with pytest.raises(BakeryError, match="unknown progress mode"):
         make_progress("fancy", err)
+
+
+def test_tty_view_strips_escape_sequences_from_step_output() -> None:
+    err = io.StringIO()
+    p = TtyProgress(err, stdout=io.StringIO(), interval=3600)
+    p.plan({"k1": ["app"]})
+    p.start("k1", "[2/2] RUN colourful\\\nthing")
+    p.output("k1", b"\x1b[31mred\x1b[0m text\x07\n")
+    p.start("k2", "other")  # redraw
+    view = err.getvalue().rsplit("\x1b[J", 1)[-1]
+    assert "=> [2/2] RUN colourful\\ thing | red text " in view and "\x07" not in view
+    p.output("k1", b"50%\r100%\n")  # after a carriage return: what the terminal would show
+    p.start("k3", "third")
+    assert "| 100% " in err.getvalue().rsplit("\x1b[J", 1)[-1]
+    p.close()
