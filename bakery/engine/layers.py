@@ -37,7 +37,7 @@ import errno
 import os
 import stat
 import tarfile
-from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
+from typing import IO, Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from bakery.errors import BakeryError
 
@@ -354,30 +354,84 @@ def _set_meta(path: str, ti: tarfile.TarInfo) -> None:
 
 
 def compressed_layer(store: Any, blobs: Any, diff_id: str, compression: str = "gzip",
-                     level: Optional[int] = None) -> Any:
+                     level: Optional[int] = None, epoch: Union[int, str, None] = "env") -> Any:
     """The compressed form of the layer ``diff_id`` (an uncompressed tar in
     ``store``) in the OCI blob store ``blobs``: compressed once, then
     remembered in ``store/compressed/`` so a warm run does not compress
     again (the memo is used only while its blob is in ``blobs`` with the
-    recorded size)."""
+    recorded size).
+
+    With ``SOURCE_DATE_EPOCH`` set (``epoch``, default: the environment's),
+    timestamps newer than it are clamped to it first, as BuildKit's
+    ``rewrite-timestamp`` does, so two cold builds of the same inputs give
+    the same digests; a layer with nothing newer (a base image's, usually)
+    is kept byte for byte.  The returned Layer's diff_id is then the
+    rewritten tar's.  Records in the store keep the original layers."""
     import json
 
-    from bakery.oci.image import Layer, add_layer
+    from bakery.oci.image import Layer, add_layer, source_date_epoch
 
-    name = f"{diff_id.split(':', 1)[-1]}-{compression}-{'' if level is None else level}.json"
+    sde = source_date_epoch() if epoch == "env" else epoch
+    assert sde is None or isinstance(sde, int)
+    name = (f"{diff_id.split(':', 1)[-1]}-{compression}-{'' if level is None else level}"
+            f"-{'' if sde is None else sde}.json")
     memo = os.path.join(store.root, "compressed", name)
     try:
         with open(memo, "rb") as fh:
             doc = json.load(fh)
-        if (doc.get("diff_id") == diff_id and blobs.has(doc["digest"])
+        if (doc.get("source") == diff_id and blobs.has(doc["digest"])
                 and os.stat(blobs.path(doc["digest"])).st_size == doc["size"]):
-            return Layer(doc["digest"], int(doc["size"]), diff_id, compression)
+            return Layer(doc["digest"], int(doc["size"]), doc["diff_id"], compression)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    layer = add_layer(blobs, store.blob_path(diff_id), compression, level)
-    if layer.diff_id != diff_id:  # the store's blob is verified by name; never trust a mismatch
-        raise BakeryError(f"layer {diff_id} in the store has the digest {layer.diff_id}",
-                          hint="run `bakery cache prune --all`")
+    src = store.blob_path(diff_id)
+    tmpdir = None
+    try:
+        if sde is not None and _has_newer(src, sde):
+            tmpdir = store.tmpdir("clamp-")
+            clamped = os.path.join(tmpdir, "layer.tar")
+            _clamp_times(src, clamped, sde)
+            layer = add_layer(blobs, clamped, compression, level)
+        else:
+            layer = add_layer(blobs, src, compression, level)
+            if layer.diff_id != diff_id:  # the store's blob is named by its digest: never trust a mismatch
+                raise BakeryError(f"layer {diff_id} in the store has the digest {layer.diff_id}",
+                                  hint="run `bakery cache prune --all`")
+    finally:
+        if tmpdir is not None:
+            _remove_tree(tmpdir)
     os.makedirs(os.path.dirname(memo), exist_ok=True)
-    store._write_json(memo, {"diff_id": diff_id, "digest": layer.digest, "size": layer.size})
+    store._write_json(memo, {"source": diff_id, "diff_id": layer.diff_id, "digest": layer.digest,
+                             "size": layer.size})
     return layer
+
+
+_TIME_KEYS = ("mtime", "atime", "ctime")
+
+
+def _has_newer(path: str, epoch: int) -> bool:
+    with tarfile.open(path, "r|") as tf:
+        for ti in tf:
+            if ti.mtime > epoch or any(k in (ti.pax_headers or {}) for k in ("atime", "ctime")):
+                return True
+    return False
+
+
+def _clamp_times(src: str, dest: str, epoch: int) -> None:
+    """Copy the tar ``src`` to ``dest`` with every mtime clamped to
+    ``epoch`` (and no atime/ctime), entries in the same order."""
+    with tarfile.open(src, "r:") as tin, open(dest, "wb") as raw, \
+            tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tout:
+        for ti in tin:
+            ti.pax_headers = {k: v for k, v in (ti.pax_headers or {}).items() if k not in _TIME_KEYS}
+            ti.mtime = min(int(ti.mtime), epoch)
+            if ti.isreg():
+                tout.addfile(ti, tin.extractfile(ti))
+            else:
+                tout.addfile(ti)
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

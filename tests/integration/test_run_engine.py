@@ -289,3 +289,50 @@ def test_sigkill_during_a_run_step_takes_the_container_along(proj) -> None:  # t
     assert executed(r) == 1
     assert out_file(proj, "woke") == f"{tag}-woke"
     _store_clean(proj["cache"])
+
+
+def _image_digest(path: str) -> str:
+    import tarfile
+
+    with tarfile.open(path) as tf:
+        f = tf.extractfile("index.json")
+        assert f is not None
+        return str(json.load(f)["manifests"][0]["digest"])
+
+
+def test_sigkill_at_random_moments_then_identical_digests(proj, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    with open(os.path.join(proj["cwd"], "docker-bake.hcl"), "w") as fh:
+        fh.write(BAKE.replace('"type=local,dest=out/app"', '"type=oci,dest=out/app.tar"'))
+    with open(os.path.join(proj["cwd"], "app", "Dockerfile"), "w") as fh:
+        fh.write(f"FROM {proj['base']} AS build\n"
+                 "RUN seq 1 3000 > /numbers && sleep 0.4\n"
+                 "RUN sha256sum /numbers > /numbers.sum && sleep 0.4\n"
+                 "COPY Dockerfile /src/\n"
+                 "FROM build\n"
+                 "RUN wc -l /numbers > /count && sleep 0.4\n")
+    e = dict(os.environ, SOURCE_DATE_EPOCH="0")
+    ref = dict(proj, cache=str(tmp_path / "reference-cache"))
+    r = subprocess.run([sys.executable, "-m", "bakery", "run", "--progress", "plain"], cwd=proj["cwd"],
+                       env=dict(e, BAKERY_CACHE_DIR=ref["cache"]), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    want = _image_digest(os.path.join(proj["cwd"], "out", "app.tar"))
+    os.unlink(os.path.join(proj["cwd"], "out", "app.tar"))
+    rng = random.Random(5)
+    env = dict(e, BAKERY_CACHE_DIR=proj["cache"])
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-m", "bakery", "run", "--progress", "plain"],
+                                cwd=proj["cwd"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 2.5))
+        proc.kill()
+        proc.wait(60)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _runc_containers():
+        time.sleep(0.1)
+    assert _runc_containers() == []
+    r = subprocess.run([sys.executable, "-m", "bakery", "run", "--progress", "plain"], cwd=proj["cwd"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _image_digest(os.path.join(proj["cwd"], "out", "app.tar")) == want
+    _store_clean(proj["cache"])

@@ -118,3 +118,40 @@ def test_layers_are_compressed_once(tmp_path, monkeypatch) -> None:  # type: ign
     os.unlink(blobs.path(first.digest))  # the blob went away (pruned): compressed again
     third = compressed_layer(store, blobs, diff_id)
     assert len(calls) == 3 and third.digest == first.digest and blobs.has(third.digest)
+
+
+def test_source_date_epoch_clamps_layer_times(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+    import io
+    import tarfile
+
+    from bakery.engine.layers import compressed_layer
+    from bakery.oci.store import BlobStore
+
+    def tar(mtime: float, atime: bool = True) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            d = tarfile.TarInfo("dir")
+            d.type, d.mtime = tarfile.DIRTYPE, mtime
+            tf.addfile(d)
+            ti = tarfile.TarInfo("dir/file")
+            ti.size, ti.mtime = 5, mtime
+            ti.pax_headers = {"atime": str(mtime)} if atime else {}
+            tf.addfile(ti, io.BytesIO(b"hello"))
+        return buf.getvalue()
+
+    store = Store(str(tmp_path / "store"))
+    blobs = BlobStore(str(tmp_path / "oci"))
+    one, two = store.put_bytes(tar(1_700_000_000.5)), store.put_bytes(tar(1_800_000_000))
+    a = compressed_layer(store, blobs, one, epoch=1000)
+    b = compressed_layer(store, blobs, two, epoch=1000)
+    assert a.digest == b.digest and a.diff_id == b.diff_id != one  # same files, other times: same layer
+    with gzip.open(blobs.path(a.digest)) as fh, tarfile.open(fileobj=fh) as tf:
+        members = tf.getmembers()
+        assert [m.name for m in members] == ["dir", "dir/file"]
+        assert all(m.mtime == 1000 and "atime" not in m.pax_headers for m in members)
+        f = tf.extractfile("dir/file")
+        assert f is not None and f.read() == b"hello"
+    old = store.put_bytes(tar(10, atime=False))  # nothing newer than the epoch: kept byte for byte
+    assert compressed_layer(store, blobs, old, epoch=1000).diff_id == old
+    assert compressed_layer(store, blobs, one, epoch=None).diff_id == one  # no epoch: as built
