@@ -303,13 +303,16 @@ def _image(puller: RegistryPuller, store: Store, engine: Engine, items: List[Tup
     manifests = []
     for ex, state in items:
         cfg: ImageConfig = ex.export.config
-        layers = [compressed_layer(store, puller.blobs, d) for d in state.layers]
         base_config = None
         if cfg.base is not None:
             try:
                 base_config = puller._manifest(cfg.base)[2]
             except BakeryError:
                 base_config = None
+        # SOURCE_DATE_EPOCH clamps the build's own layers, never the base image's
+        base_ids = set(((base_config or {}).get("rootfs") or {}).get("diff_ids") or [])
+        layers = [compressed_layer(store, puller.blobs, d, epoch=None if d in base_ids else "env")
+                  for d in state.layers]
         img = build_image(puller.blobs, layers, _container_config(cfg), str(ex.export.platform),
                           history=_history(cfg, base_config, len(layers)))
         manifests.append(img.descriptor)
