@@ -18,7 +18,7 @@ import subprocess
 import sys
 import termios
 import time
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -212,15 +212,42 @@ def _mounts_under(path: str) -> List[str]:
         return [line for line in fh if path in line]
 
 
-def _runc_containers() -> List[str]:
-    """bakery's runc containers alive on this machine (state roots in /dev/shm or tmp)."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "runc" in line and " bakery-" in line]
+def _procs_of(cid: str) -> List[str]:
+    """Processes naming the container ``cid``: its runtime, its reaper."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if cid in line and "ps -ww" not in line]
 
 
 def _sleepers(tag: str) -> List[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if tag in line and "ps -eo" not in line]
+
+
+def _runc_of(tag: str) -> Tuple[str, str]:
+    """(runc --root, container id) of the running `runc run` whose container runs ``tag``."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in out.splitlines()[1:]]
+    procs = {r[0]: (r[1], r[2]) for r in rows if len(r) == 3}
+    for ppid, args in procs.values():
+        if tag not in args or "sleep 30" not in args:
+            continue
+        while ppid in procs:  # up to the `runc ... run ...` process
+            ppid, parent_args = procs[ppid]
+            m = re.search(r"--root (\S+) .* run --bundle \S+ (bakery-[0-9a-f]+)", parent_args)
+            if m:
+                return m.group(1), m.group(2)
+    raise AssertionError("no runc process runs " + tag + ":\n" + "\n".join(
+        line for line in out.splitlines() if "runc" in line or tag in line))
+
+
+def _runc_lists(root: str, cid: str) -> bool:
+    """`runc --root ROOT list` shows ``cid`` (a missing root lists nothing; runc
+    would create it, so it is not asked then)."""
+    if not os.path.isdir(root):
+        return False
+    runc = shutil.which("runc") or "/usr/sbin/runc"
+    r = subprocess.run([runc, "--root", root, "list", "-q"], capture_output=True, text=True)
+    return cid in r.stdout.split()
 
 
 def _start_sleep_build(proj: Dict[str, Any], tag: str) -> subprocess.Popen:
@@ -249,6 +276,13 @@ def test_ctrl_c_during_a_run_step(proj) -> None:  # type: ignore[no-untyped-def]
     bakery(proj, "--progress", "plain")
     tag = "ctrlc-" + str(os.getpid())
     proc = _start_sleep_build(proj, tag)
+    try:
+        root, cid = _runc_of(tag)
+        assert _runc_lists(root, cid)
+    except BaseException:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+        raise
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=60)
@@ -257,7 +291,8 @@ def test_ctrl_c_during_a_run_step(proj) -> None:  # type: ignore[no-untyped-def]
     assert took < 10, took
     assert "Traceback" not in err
     assert _sleepers(f"sleep 30 && echo {tag}") == []  # the container's processes are gone
-    assert _runc_containers() == []
+    assert _procs_of(cid) == []
+    assert not os.path.exists(root) and not _runc_lists(root, cid)  # deleted, state root removed
     _store_clean(proj["cache"])
     # the store is usable and the next run correct (the step was not recorded)
     with open(os.path.join(proj["cwd"], "app", "Dockerfile")) as fh:
@@ -273,13 +308,19 @@ def test_sigkill_during_a_run_step_takes_the_container_along(proj) -> None:  # t
     bakery(proj, "--progress", "plain")
     tag = "sigkill-" + str(os.getpid())
     proc = _start_sleep_build(proj, tag)
-    proc.kill()
+    try:
+        root, cid = _runc_of(tag)
+        assert _runc_lists(root, cid)
+    finally:
+        proc.kill()
     proc.communicate(timeout=60)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (_sleepers(f"sleep 30 && echo {tag}") or _runc_containers()):
+    while time.monotonic() < deadline and (_sleepers(f"sleep 30 && echo {tag}") or _procs_of(cid)
+                                           or os.path.exists(root)):
         time.sleep(0.1)
     assert _sleepers(f"sleep 30 && echo {tag}") == []
-    assert _runc_containers() == []
+    assert _procs_of(cid) == []
+    assert not os.path.exists(root) and not _runc_lists(root, cid)  # deleted, state root removed
     # the next run cleans up what the killed one left (mounts, temp files) and is correct
     with open(os.path.join(proj["cwd"], "app", "Dockerfile")) as fh:
         text = fh.read().replace("sleep 30", "sleep 0")
@@ -328,9 +369,9 @@ def test_sigkill_at_random_moments_then_identical_digests(proj, tmp_path) -> Non
         proc.kill()
         proc.wait(60)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _runc_containers():
+    while time.monotonic() < deadline and _sleepers("/numbers"):
         time.sleep(0.1)
-    assert _runc_containers() == []
+    assert _sleepers("/numbers") == []
     r = subprocess.run([sys.executable, "-m", "bakery", "run", "--progress", "plain"], cwd=proj["cwd"],
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
