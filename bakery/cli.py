@@ -280,6 +280,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except BakeryError as e:
         progress.error(e.message, e.hint)
         raise
+    except KeyboardInterrupt:
+        progress.error("interrupted")
+        raise
     finally:
         progress.close()
 

@@ -250,11 +250,11 @@ def _runc_lists(root: str, cid: str) -> bool:
     return cid in r.stdout.split()
 
 
-def _start_sleep_build(proj: Dict[str, Any], tag: str) -> subprocess.Popen:
+def _start_sleep_build(proj: Dict[str, Any], tag: str, mode: str = "plain") -> subprocess.Popen:
     with open(os.path.join(proj["cwd"], "app", "Dockerfile"), "a") as fh:
         fh.write(f"RUN echo {tag} && sleep 30 && echo {tag}-woke > /woke\n")
     e = dict(os.environ, BAKERY_CACHE_DIR=proj["cache"])
-    proc = subprocess.Popen([sys.executable, "-m", "bakery", "run", "--progress", "plain"],
+    proc = subprocess.Popen([sys.executable, "-m", "bakery", "run", "--progress", mode],
                             cwd=proj["cwd"], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 300
@@ -272,10 +272,11 @@ def _store_clean(cache: str) -> None:
     assert os.listdir(os.path.join(store, "tmp")) == []
 
 
-def test_ctrl_c_during_a_run_step(proj) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("mode", ["plain", "json"])
+def test_ctrl_c_during_a_run_step(proj, mode: str) -> None:  # type: ignore[no-untyped-def]
     bakery(proj, "--progress", "plain")
-    tag = "ctrlc-" + str(os.getpid())
-    proc = _start_sleep_build(proj, tag)
+    tag = f"ctrlc-{mode}-{os.getpid()}"
+    proc = _start_sleep_build(proj, tag, mode)
     try:
         root, cid = _runc_of(tag)
         assert _runc_lists(root, cid)
@@ -285,10 +286,14 @@ def test_ctrl_c_during_a_run_step(proj) -> None:  # type: ignore[no-untyped-def]
         raise
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
     took = time.monotonic() - t0
     assert proc.returncode == 130, err[-3000:]
     assert took < 10, took
+    if mode == "json":  # the step was cancelled, the run ended with an error event
+        events = [json.loads(line) for line in out.splitlines()]
+        assert any(ev["event"] == "cancelled" and tag in ev["description"] for ev in events), events
+        assert events[-1]["event"] == "error" and events[-1]["message"] == "interrupted"
     assert "Traceback" not in err
     assert _sleepers(f"sleep 30 && echo {tag}") == []  # the container's processes are gone
     assert _procs_of(cid) == []
