@@ -116,7 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                      help="talk plain HTTP to this registry (loopback registries always may)")
     run.add_argument("--cache-dir", metavar="DIR", help="the store (default: $BAKERY_CACHE_DIR or ~/.cache/bakery)")
-    run.add_argument("--progress", choices=("auto", "plain", "quiet"), default="auto")
+    run.add_argument("--progress", choices=("auto", "tty", "plain", "json", "quiet"), default="auto",
+                     help="auto (tty on a terminal, else plain), tty (bars), plain (BuildKit's "
+                     "numbered lines), json (one event per line on stdout), quiet (errors and result)")
+    run.add_argument("--pull", action="store_true",
+                     help="base image tags must be resolved by their registry (default: when the "
+                     "registry cannot be reached, the tag's last resolution is used)")
     run.add_argument("--shard", metavar="I/N",
                      help="build only the I-th of N balanced shards of the requested targets "
                      "(1-based; as `bakery plan --shard I/N` shows)")
@@ -148,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = sub.add_parser("cache", help="inspect or prune the shared build cache")
     csub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
-    csub.add_parser("du", help="disk usage by kind")
+    csub.add_parser("du", help="disk usage by kind, and by target where known")
     prune = csub.add_parser("prune", help="remove cache records (least recently used first) and unused blobs")
     prune.add_argument("--all", action="store_true", help="everything, cache mounts included")
     prune.add_argument("--keep-storage", metavar="SIZE", help="keep at most SIZE (e.g. 10GB)")
@@ -354,10 +359,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bakery.bakefile.loader import resolve_targets
-    from bakery.engine.run import run_targets
     from bakery.engine.sandbox import detect_sandbox
-    from bakery.engine.store import Store
-    from bakery.ui.progress import PlainProgress
+    from bakery.ui.progress import make_progress
 
     if args.cache_dir:
         os.environ["BAKERY_CACHE_DIR"] = os.path.abspath(args.cache_dir)
@@ -366,17 +369,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.builder and args.driver != "embedded":
         raise BakeryError(f"--builder {args.builder} and --driver {args.driver} both say who builds",
                           hint="a builder's nodes name their drivers: drop --driver")
+    if args.metadata_file and (args.builder or args.driver != "embedded"):
+        raise BakeryError(f"--metadata-file is not supported with "
+                          f"{'--builder' if args.builder else '--driver ' + args.driver} yet",
+                          hint="use the embedded driver, or drop --metadata-file")
     if args.builder or args.driver == "buildkit":
         return _run_builder(args, resolved)
     if args.driver == "docker":
-        if args.metadata_file:
-            raise BakeryError("--metadata-file is not supported with --driver docker yet",
-                              hint="use the embedded driver, or drop --metadata-file")
         return _run_docker(args, resolved)
     allow_host = "network.host" in args.allow or any(
         "network.host" in (t.entitlements or []) for t in resolved.targets.values())
     sandbox, why = detect_sandbox(allow_network_host=allow_host)
-    progress = PlainProgress(sys.stderr, quiet=args.progress == "quiet")
+    progress = make_progress(args.progress, sys.stderr, sys.stdout)
+    try:
+        return _run_embedded(args, cfg, resolved, sandbox, why, allow_host, progress)
+    except BakeryError as e:
+        progress.error(e.message, e.hint)
+        raise
+    except KeyboardInterrupt:
+        progress.error("interrupted")
+        raise
+    finally:
+        progress.close()
+
+
+def _run_embedded(args: argparse.Namespace, cfg: Any, resolved: Any, sandbox: Any, why: str,
+                  allow_host: bool, progress: Any) -> int:
+    from bakery.engine.run import run_targets
+    from bakery.engine.store import Store
+
     progress.note(f"sandbox: {why}")
     secrets = _secrets(resolved.targets.values())
     requested = _requested(args, resolved)
@@ -401,14 +422,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=progress, secrets=secrets, allow_network_host=allow_host,
             insecure=args.insecure_registry, push=True if args.push else None,
             outputs_on_failure=args.outputs_on_failure, load=args.load, ssh=agents.sockets,
+            pull=args.pull,
         )
     if args.metadata_file:
         from bakery.export import write_metadata_file
 
         write_metadata_file(args.metadata_file, report.metadata)
     for line in report.outputs:
-        print(line)
-    progress.note(f"done: {report.executed} steps run, {report.cached} from the cache")
+        progress.result(line)
+    summary = f"done: {report.executed} steps run, {report.cached} from the cache"
+    if args.progress in ("json", "quiet"):
+        progress.result(summary)
+    else:
+        progress.note(summary)
     return 0
 
 
@@ -562,6 +588,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
         for kind, size in du.items():
             print(f"{kind:<8} {_human(size):>10}")
         print(f"{'total':<8} {_human(sum(du.values())):>10}   ({records} cache records) in {store.root}")
+        per = store.du_by_target()
+        if per:
+            print("by target (layers of the steps built for it; shared layers count for each):")
+            width = max(len(t or "(unknown)") for t in per)
+            for t, (size, n) in per.items():
+                print(f"  {t or '(unknown)':<{width}} {_human(size):>10}   ({n} records)")
         return 0
     if args.cache_command == "prune":
         if not (args.all or args.keep_storage or args.older_than):

@@ -32,11 +32,13 @@ A node's result is a :class:`State`: the layers (diff_ids, bottom first) of
 a filesystem, plus the image config for image sources.  Results are recorded
 in the store under the node's key, so later runs (and other targets) reuse
 them.  ``no_cache`` ignores records (everything runs); ``no_cache_keys``
-(from ``no-cache-filter``) re-runs just those nodes.  Records are looked up
-top-down from the wanted nodes: a node whose record is found (in the store
-or an imported cache) needs none of its inputs, which are then neither
-loaded nor run (nodes with a pinned source below them are looked up when
-they run, as their keys are only known then).
+(a target's ``no-cache``, ``no-cache-filter``) re-runs those nodes and every
+node built on them (a record of a later step holds the layers of the run
+that made it, so reusing it would drop the re-run's result).  Records are
+looked up top-down from the wanted nodes: a node whose record is found (in
+the store or an imported cache) needs none of its inputs, which are then
+neither loaded nor run (nodes with a pinned source below them are looked
+up when they run, as their keys are only known then).
 
 The engine holds the store's GC lock shared while it runs, so a concurrent
 ``bakery cache prune`` cannot delete blobs a build is about to record.
@@ -48,6 +50,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -76,7 +79,7 @@ from bakery.graph.ops import (
     ScratchSource,
 )
 
-__all__ = ["BuildFailed", "Engine", "ImagePuller", "Progress", "State"]
+__all__ = ["BuildFailed", "Engine", "ImagePuller", "Progress", "State", "in_stages"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,49 @@ def pinned_key(key: str, pins: Sequence[str]) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def downstream(deps: Mapping[str, Sequence[str]], keys: Sequence[str]) -> set:
+    """``keys`` and every node that depends on one of them, directly or not.
+
+    >>> sorted(downstream({"a": (), "b": ("a",), "c": ("b",), "d": ()}, ["b"]))
+    ['b', 'c']
+    """
+    users: Dict[str, List[str]] = {}
+    for k, ds in deps.items():
+        for d in ds:
+            users.setdefault(d, []).append(k)
+    out = set()
+    stack = list(keys)
+    while stack:
+        k = stack.pop()
+        if k in out:
+            continue
+        out.add(k)
+        stack.extend(users.get(k, ()))
+    return out
+
+
+def in_stages(description: str, stages: Sequence[str]) -> bool:
+    """Whether a step (by its progress name, ``[NAME 2/5] RUN ...``) belongs
+    to one of the named Dockerfile ``stages`` (``no-cache-filter``; names
+    compare case-insensitively, as BuildKit's do).  Steps of unnamed stages
+    (``[stage-1 2/5]``) and base image pulls belong to no named stage.
+
+    >>> in_stages("[build 2/5] RUN make", ["Build"])
+    True
+    >>> in_stages("[2/2] RUN make", ["build"])
+    False
+    """
+    if not stages or not description.startswith("["):
+        return False
+    head = description[1:].split("]", 1)[0].split()
+    if len(head) != 2 or "/" not in head[1]:
+        return False
+    name = head[0].lower()
+    if re.fullmatch(r"stage-[0-9]+", name):
+        return False
+    return name in {s.lower() for s in stages}
+
+
 class ImagePuller(Protocol):
     def pull(self, src: ImageSource, store: Store) -> Tuple[List[str], Dict[str, Any]]:
         """Put the image's layers into ``store`` as uncompressed tar blobs;
@@ -108,7 +154,8 @@ class ImagePuller(Protocol):
 class Progress(Protocol):
     def start(self, key: str, description: str) -> None: ...
     def output(self, key: str, data: bytes) -> None: ...
-    def done(self, key: str, description: str, status: str, seconds: float, cached: bool) -> None: ...
+    def done(self, key: str, description: str, status: str, seconds: float, cached: bool,
+             error: str = "") -> None: ...
 
 
 class _NullProgress:
@@ -118,7 +165,8 @@ class _NullProgress:
     def output(self, key: str, data: bytes) -> None:
         pass
 
-    def done(self, key: str, description: str, status: str, seconds: float, cached: bool) -> None:
+    def done(self, key: str, description: str, status: str, seconds: float, cached: bool,
+             error: str = "") -> None:
         pass
 
 
@@ -181,14 +229,18 @@ class Engine:
         wanted: Optional[Sequence[str]] = None,
         descriptions: Optional[Mapping[str, str]] = None,
         no_cache_keys: Sequence[str] = (),
+        targets: Optional[Mapping[str, Sequence[str]]] = None,
     ) -> Dict[str, State]:
         """Execute the nodes ``wanted`` needs; returns key → State.
 
         ``ops`` maps key → op, ``deps`` key → input keys (in the op's input
-        order, see :func:`bakery.graph.keys.op_inputs`).
+        order, see :func:`bakery.graph.keys.op_inputs`).  ``targets``: key →
+        names of the targets that need it, kept in the records it writes
+        (``bakery cache du`` shows sizes per target).
         """
+        users = dict(targets or {})
         desc = dict(descriptions or {})
-        skip_cache = set(no_cache_keys)
+        skip_cache = downstream(deps, no_cache_keys)
         key_of_ref = _KeyIndex(ops)
         hits: Dict[str, State] = {}
         misses: Set[str] = set()
@@ -221,8 +273,10 @@ class Engine:
                 else:
                     state = self._execute(key, op, inputs, key_of_ref, cancel)
                     state = dataclasses.replace(state, pin=cache_key if pins else "")
-            except BaseException:
-                self.progress.done(key, d, "failed", time.monotonic() - t0, False)
+            except BaseException as e:
+                status = "cancelled" if cancel.is_set() else "failed"
+                msg = e.message if isinstance(e, BakeryError) else str(e) or type(e).__name__
+                self.progress.done(key, d, status, time.monotonic() - t0, False, error=msg)
                 raise
             if state.cached:
                 self.progress.done(key, d, "done", time.monotonic() - t0, True)
@@ -231,11 +285,12 @@ class Engine:
                 with self._lock:
                     self.executed[key] = self.executed.get(key, 0) + 1
             if not isinstance(op, LocalSource):
-                self.save(cache_key, state)
+                self.save(cache_key, state, users.get(key, ()))
             self.progress.done(key, d, "done", time.monotonic() - t0, False)
             return state
 
         sched = Scheduler(self.jobs, self.keep_going)
+        self.store.recover()  # mounts and temp files of runs that were killed
         with self.store.lock("gc", shared=True):
             results = sched.run(deps, execute, wanted)
         failed = [r for r in results.values() if r.status == "failed"]
@@ -330,9 +385,11 @@ class Engine:
                 if restore is not None and restore(cache_id, self.store, path):
                     return
 
-    def save(self, key: str, state: State) -> None:
+    def save(self, key: str, state: State, targets: Sequence[str] = ()) -> None:
+        meta = {"targets": sorted(set(targets))} if targets else None
         self.store.put_record(
-            key, {"layers": list(state.layers), "config": state.config}, blobs=list(state.layers)
+            key, {"layers": list(state.layers), "config": state.config}, blobs=list(state.layers),
+            meta=meta,
         )
 
     # -- one node ----------------------------------------------------------

@@ -37,11 +37,11 @@ import errno
 import os
 import stat
 import tarfile
-from typing import IO, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from bakery.errors import BakeryError
 
-__all__ = ["apply_layer", "diff_overlay", "diff_trees", "snapshot_meta"]
+__all__ = ["apply_layer", "clamp_layer_times", "compressed_layer", "diff_overlay", "diff_trees", "snapshot_meta"]
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -380,3 +380,78 @@ def _set_meta(path: str, ti: tarfile.TarInfo) -> None:
                             follow_symlinks=False)
     with contextlib.suppress(OSError, NotImplementedError):
         os.utime(path, (ti.mtime, ti.mtime), follow_symlinks=False)
+
+
+def compressed_layer(store: Any, blobs: Any, diff_id: str, compression: str = "gzip",
+                     level: Optional[int] = None, epoch: Optional[int] = None) -> Any:
+    """The compressed form of the layer ``diff_id`` (an uncompressed tar in
+    ``store``) in the OCI blob store ``blobs``: compressed once, then
+    remembered in ``store/compressed/`` so a warm run does not compress
+    again (the memo is used only while its blob is in ``blobs`` with the
+    recorded size).
+
+    With ``epoch`` (``rewrite-timestamp=true`` and ``SOURCE_DATE_EPOCH``),
+    file times later than it are clamped to it first
+    (:func:`clamp_layer_times`); a layer with nothing later is kept byte
+    for byte.  The returned Layer's diff_id is then the rewritten tar's.
+    Records in the store keep the original layers."""
+    import json
+
+    from bakery.oci.image import Layer, add_layer
+
+    name = (f"{diff_id.split(':', 1)[-1]}-{compression}-{'' if level is None else level}"
+            f"-{'' if epoch is None else epoch}.json")
+    memo = os.path.join(store.root, "compressed", name)
+    try:
+        with open(memo, "rb") as fh:
+            doc = json.load(fh)
+        if (doc.get("source") == diff_id and blobs.has(doc["digest"])
+                and os.stat(blobs.path(doc["digest"])).st_size == doc["size"]):
+            return Layer(doc["digest"], int(doc["size"]), doc["diff_id"], compression)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    src = store.blob_path(diff_id)
+    tmpdir = store.tmpdir("clamp-") if epoch is not None else None
+    try:
+        clamped = os.path.join(tmpdir, "layer.tar") if tmpdir is not None else ""
+        if clamped and epoch is not None and clamp_layer_times(src, clamped, epoch):
+            layer = add_layer(blobs, clamped, compression, level)
+        else:
+            layer = add_layer(blobs, src, compression, level)
+            if layer.diff_id != diff_id:  # the store's blob is named by its digest: never trust a mismatch
+                raise BakeryError(f"the layer {diff_id} in the store is corrupt (it hashes to "
+                                  f"{layer.diff_id})", hint="bakery cache prune --all, then rebuild")
+    finally:
+        if tmpdir is not None:
+            _remove_tree(tmpdir)
+    os.makedirs(os.path.dirname(memo), exist_ok=True)
+    store._write_json(memo, {"source": diff_id, "diff_id": layer.diff_id, "digest": layer.digest,
+                             "size": layer.size})
+    return layer
+
+
+_TIME_KEYS = ("mtime", "atime", "ctime")
+
+
+def clamp_layer_times(src: str, dest: str, epoch: int) -> bool:
+    """Copy the layer tar ``src`` to ``dest`` with every entry's mtime later
+    than ``epoch`` set to ``epoch`` (and its PAX atime/ctime dropped), as
+    BuildKit's ``rewrite-timestamp`` does; False (and no ``dest``) when
+    no entry is later than ``epoch``."""
+    with tarfile.open(src, "r:") as tin:
+        members = tin.getmembers()
+        if not any(m.mtime > epoch for m in members):
+            return False
+        with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tout:
+            for m in members:
+                if m.mtime > epoch:
+                    m.mtime = epoch
+                    m.pax_headers = {k: v for k, v in m.pax_headers.items() if k not in _TIME_KEYS}
+                tout.addfile(m, tin.extractfile(m) if m.isreg() else None)
+    return True
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

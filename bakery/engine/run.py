@@ -22,15 +22,21 @@ import gzip
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from bakery.bakefile.model import Target
-from bakery.engine.executor import BuildFailed, Engine
+from bakery.engine.executor import BuildFailed, Engine, in_stages
 from bakery.engine.store import Store
 from bakery.errors import BakeryError
 from bakery.graph.ops import Exec, ImageSource, LocalSource
 
 __all__ = ["RegistryPuller", "RunReport", "run_targets"]
+
+
+def _unreachable(e: BakeryError) -> bool:
+    """The registry could not be reached (connection failures, 5xx after
+    the client's retries), as opposed to an answer (unknown tag, denied)."""
+    return bool(e.hint and "the registry or the network failed" in e.hint)
 
 
 class RegistryPuller:
@@ -42,8 +48,12 @@ class RegistryPuller:
     config's diff_ids.
     """
 
-    def __init__(self, store: Store, insecure: Sequence[str] = ()):
+    def __init__(self, store: Store, insecure: Sequence[str] = (), pull: bool = False):
         from bakery.oci.registry import RegistryClient, RegistryOptions
+
+        self.store = store
+        self.force_pull = pull  # --pull: no fallback to the stored resolution of a tag
+        self.note: Optional[Callable[[str], None]] = None
         from bakery.oci.store import BlobStore
 
         self.blobs = BlobStore(os.path.join(store.root, "oci"))
@@ -65,15 +75,47 @@ class RegistryPuller:
             if k in self._resolved:
                 return self._resolved[k]
         ref = src.ref if not src.digest else f"{src.ref.split('@')[0]}@{src.digest}"
-        desc = self.client.pull(ref, self.blobs, platform=str(src.platform))
-        man = self.blobs.read_json(desc.digest)
+        name = f"{src.ref}|{src.platform}"
+        if src.digest and self._local(src.digest):
+            digest = src.digest  # pinned and here: no network
+        elif src.digest:
+            digest = self.client.pull(ref, self.blobs, platform=str(src.platform)).digest
+        else:
+            # a tag is asked every run (a moved tag rebuilds, as with BuildKit);
+            # when the registry cannot be reached, the last resolution stands
+            # in, unless --pull insists
+            try:
+                digest = self.client.pull(ref, self.blobs, platform=str(src.platform)).digest
+            except BakeryError as e:
+                known = None if self.force_pull else self.store.get_resolution(name)
+                if not known or not _unreachable(e) or not self._local(known):
+                    raise
+                digest = known
+                if self.note is not None:
+                    self.note(f"{src.ref} ({src.platform}): the registry cannot be reached; "
+                              f"using its last resolution {digest} (--pull makes this an error)")
+            else:
+                self.store.put_resolution(name, digest)
+        man = self.blobs.read_json(digest)
         if "manifests" in man:  # a single-platform pull of an index returns the manifest
             raise BakeryError(f"{src.ref}: expected an image manifest for {src.platform}")
         config = self.blobs.read_json(Descriptor.from_json(man["config"]).digest)
         layers = [Descriptor.from_json(la) for la in man.get("layers") or []]
         with self._lock:
-            self._resolved[k] = (desc.digest, layers, config)
-        return desc.digest, layers, config
+            self._resolved[k] = (digest, layers, config)
+        return digest, layers, config
+
+    def _local(self, digest: str) -> bool:
+        """The manifest ``digest`` and its config are in the blob store."""
+        from bakery.oci.media import Descriptor
+
+        if not self.blobs.has(digest):
+            return False
+        try:
+            man = self.blobs.read_json(digest)
+            return "config" in man and self.blobs.has(Descriptor.from_json(man["config"]).digest)
+        except (ValueError, KeyError, OSError):
+            return False
 
     def base_layer(self, diff_id: str) -> Any:
         """The compressed blob (a Descriptor) a pulled base image has for
@@ -110,6 +152,8 @@ class RegistryPuller:
         for desc, diff_id in zip(layers, diff_ids):
             if store.has_blob(diff_id):
                 continue
+            if not self.blobs.has(desc.digest):  # resolved from the store, layer pruned since
+                self.client.fetch_blob(src.ref.split("@")[0], desc, self.blobs)
             comp = compression_of(desc.media_type)
             with open(self.blobs.path(desc.digest), "rb") as raw:
                 if comp == "gzip":
@@ -157,6 +201,7 @@ def run_targets(
     load: bool = False,
     config_extras: Any = None,
     ssh: Optional[Mapping[str, str]] = None,
+    pull: bool = False,
 ) -> RunReport:
     """Build, then write outputs.  Outputs are written only when every
     requested target succeeded, unless ``outputs_on_failure`` (with
@@ -170,7 +215,9 @@ def run_targets(
     from bakery.export import ExportContext, ImageBuilder, export_target, parse_outputs
     from bakery.graph.build import build_graph
 
-    puller = RegistryPuller(store, insecure)
+    puller = RegistryPuller(store, insecure, pull=pull or any(
+        targets[n].pull for n in targets))
+    puller.note = getattr(progress, "note", None)
     graph = build_graph(targets, requested, cwd, image_config=puller.image_config, groups=groups)
     n_platforms: Dict[str, int] = {}
     for ex in graph.exports.values():
@@ -194,11 +241,17 @@ def run_targets(
             for k, n in graph.nodes.items()}
     descs = {k: n.description for k, n in graph.nodes.items()}
     no_cache_keys = [k for k, n in graph.nodes.items()
-                     if any(graph.targets[t].no_cache for t, _ in n.users if t in graph.targets)]
+                     if any(graph.targets[t].no_cache for t, _ in n.users if t in graph.targets)
+                     or any(in_stages(n.description, graph.targets[t].no_cache_filter)
+                            for t, _ in n.users if t in graph.targets)]
+    users = {k: sorted({t for t, _ in n.users}) for k, n in graph.nodes.items()
+             if not isinstance(n.op, LocalSource)}
+    if hasattr(progress, "plan"):
+        progress.plan(users)
     wanted = sorted({e.root for e in graph.exports.values()})
     failure: Optional[BuildFailed] = None
     try:
-        states = engine.run(ops, deps, wanted, descs, no_cache_keys=no_cache_keys)
+        states = engine.run(ops, deps, wanted, descs, no_cache_keys=no_cache_keys, targets=users)
     except BuildFailed as e:
         if not outputs_on_failure:
             raise

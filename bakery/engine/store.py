@@ -32,14 +32,18 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
@@ -77,6 +81,74 @@ class Store:
         self.root = os.path.abspath(root or default_root())
         for d in ("blobs/sha256", "records", "mounts", "tmp", "locks"):
             os.makedirs(os.path.join(self.root, d), exist_ok=True)
+        self._session: Optional[Tuple[str, int]] = None  # (tmp/<name>, fd of its held lock)
+        self._session_lock = threading.Lock()
+
+    # -- sessions: this process's temporary files ----------------------------
+
+    def session_dir(self) -> str:
+        """``tmp/s<pid>-<random>/``: where this process's work in progress
+        goes, created on first use.  The process holds an exclusive flock on
+        ``locks/session-<name>`` while it lives, so :meth:`recover` can tell
+        the leftovers of a killed process (lock free) from a live one's.
+        Removed at interpreter exit (:meth:`end_session`)."""
+        with self._session_lock:
+            if self._session is not None and os.path.isdir(self._session[0]):
+                return self._session[0]
+            name = f"s{os.getpid()}-{secrets.token_hex(4)}"
+            fd = os.open(os.path.join(self.root, "locks", f"session-{name}"),
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            path = os.path.join(self.root, "tmp", name)
+            os.makedirs(path, exist_ok=True)
+            self._session = (path, fd)
+            atexit.register(self.end_session)
+            return path
+
+    def end_session(self) -> None:
+        """Remove this process's temporary files and release its lock."""
+        with self._session_lock:
+            if self._session is None:
+                return
+            path, fd = self._session
+            self._session = None
+            _unmount_under(path)
+            _remove(path)
+            lock = os.path.join(self.root, "locks", "session-" + os.path.basename(path))
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            os.close(fd)
+
+    def recover(self) -> int:
+        """Clean up after processes that died without doing it themselves
+        (SIGKILL, power loss): their mounts under ``tmp/`` are undone and
+        their temporary files removed.  Live processes' sessions (their lock
+        is held) are left alone.  Returns the number of sessions cleaned."""
+        tdir = os.path.join(self.root, "tmp")
+        mine = self._session[0] if self._session is not None else None
+        cleaned = 0
+        for name in sorted(os.listdir(tdir)):
+            path = os.path.join(tdir, name)
+            if not _SESSION.fullmatch(name) or path == mine:
+                continue
+            lock = os.path.join(self.root, "locks", f"session-{name}")
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # its process is alive
+                _unmount_under(path)
+                _remove(path)
+                with contextlib.suppress(OSError):
+                    os.unlink(lock)
+                cleaned += 1
+            finally:
+                os.close(fd)
+        return cleaned
 
     # -- paths -----------------------------------------------------------
 
@@ -88,7 +160,7 @@ class Store:
 
     def tmpdir(self, prefix: str = "work-") -> str:
         """A private directory under tmp/ (the caller removes it)."""
-        return tempfile.mkdtemp(prefix=prefix, dir=os.path.join(self.root, "tmp"))
+        return tempfile.mkdtemp(prefix=prefix, dir=self.session_dir())
 
     # -- blobs -----------------------------------------------------------
 
@@ -101,7 +173,7 @@ class Store:
 
     def put_stream(self, src: Any, expected: Optional[str] = None) -> BlobInfo:
         """Copy ``src`` into the store; verify ``expected`` when given."""
-        fd, tmp = tempfile.mkstemp(prefix="blob-", dir=os.path.join(self.root, "tmp"))
+        fd, tmp = tempfile.mkstemp(prefix="blob-", dir=self.session_dir())
         h = hashlib.sha256()
         size = 0
         try:
@@ -207,7 +279,7 @@ class Store:
         return doc
 
     def _write_json(self, path: str, doc: Any) -> None:
-        fd, tmp = tempfile.mkstemp(prefix="rec-", dir=os.path.join(self.root, "tmp"))
+        fd, tmp = tempfile.mkstemp(prefix="rec-", dir=self.session_dir())
         try:
             with os.fdopen(fd, "w") as fh:
                 json.dump(doc, fh, sort_keys=True)
@@ -238,6 +310,34 @@ class Store:
     def drop_record(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.record_path(key))
+
+    # -- tag resolutions ---------------------------------------------------
+
+    def _resolution_path(self, name: str) -> str:
+        return os.path.join(self.root, "resolved", hashlib.sha256(name.encode()).hexdigest() + ".json")
+
+    def get_resolution(self, name: str) -> Optional[str]:
+        """The manifest digest ``name`` (an image reference and platform)
+        resolved to last time, or None (``--pull`` ignores it)."""
+        try:
+            with open(self._resolution_path(name), "rb") as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("name") != name:
+            return None
+        digest = doc.get("digest")
+        try:
+            _hex(digest if isinstance(digest, str) else "")
+        except ValueError:
+            return None
+        return str(digest)
+
+    def put_resolution(self, name: str, digest: str) -> None:
+        _hex(digest)
+        os.makedirs(os.path.join(self.root, "resolved"), exist_ok=True)
+        self._write_json(self._resolution_path(name),
+                         {"name": name, "digest": digest, "resolved": time.time()})
 
     # -- locks -----------------------------------------------------------
 
@@ -342,6 +442,20 @@ class Store:
             out[kind] = _tree_size(os.path.join(self.root, kind))
         return out
 
+    def du_by_target(self) -> Dict[str, Tuple[int, int]]:
+        """Target name → (bytes of the blobs its steps' records hold, number
+        of records), from the targets recorded with each step (``""``: steps
+        recorded without any, e.g. imported from a cache).  A blob several
+        targets share counts for each of them."""
+        blobs: Dict[str, Dict[str, int]] = {}
+        counts: Dict[str, int] = {}
+        for _, doc, _ in self.records():
+            names = (doc.get("meta") or {}).get("targets") or [""]
+            for t in names:
+                blobs.setdefault(t, {}).update(doc.get("blobs", {}))
+                counts[t] = counts.get(t, 0) + 1
+        return {t: (sum(b.values()), counts[t]) for t, b in sorted(blobs.items())}
+
     def gc(self) -> Tuple[int, int]:
         """Delete blobs no record needs and stale temp files; (files, bytes)."""
         with self.lock("gc"):
@@ -370,8 +484,11 @@ class Store:
                         count += 1
             tdir = os.path.join(self.root, "tmp")
             cutoff = time.time() - 3600
+            self.recover()
             for name in os.listdir(tdir):
                 path = os.path.join(tdir, name)
+                if _SESSION.fullmatch(name):
+                    continue  # sessions: recover() decides by their lock, not their age
                 with contextlib.suppress(OSError):
                     if os.lstat(path).st_mtime < cutoff:
                         freed += _tree_size(path)
@@ -396,7 +513,7 @@ class Store:
                     self.drop_record(key)
                     dropped += 1
                 recs = []
-                for sub in ("mounts", "oci"):
+                for sub in ("mounts", "oci", "resolved", "compressed"):
                     d = os.path.join(self.root, sub)
                     for name in os.listdir(d) if os.path.isdir(d) else []:
                         _remove(os.path.join(d, name))
@@ -429,6 +546,33 @@ class Store:
                             total -= size
         _, freed = self.gc()
         return dropped, freed
+
+
+_SESSION = re.compile(r"s[0-9]+-[0-9a-f]{8}")
+
+
+def _unmount_under(path: str) -> None:
+    """Unmount every mount point at or below ``path`` (deepest first); a
+    busy one is detached lazily."""
+    prefix = os.path.realpath(path)
+    points = []
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) < 2:
+                    continue
+                mp = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[1])
+                if mp == prefix or mp.startswith(prefix + "/"):
+                    points.append(mp)
+    except OSError:
+        return
+    import subprocess
+
+    for mp in sorted(set(points), key=len, reverse=True):
+        r = subprocess.run(["umount", mp], capture_output=True)
+        if r.returncode != 0:
+            subprocess.run(["umount", "-l", mp], capture_output=True)
 
 
 def _tree_size(path: str) -> int:

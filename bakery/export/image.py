@@ -24,14 +24,12 @@ image once per run, whatever number of outputs ask for it:
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import re
-import tarfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from bakery.errors import BakeryError
+from bakery.engine.layers import clamp_layer_times, compressed_layer
 from bakery.export.spec import ImageOptions, OutputSpec, annotations_for
 from bakery.oci.media import Descriptor, Platform, compression_of
 
@@ -113,27 +111,6 @@ def image_history(steps: Sequence[Tuple[str, bool]], base_config: Optional[Mappi
     return hist
 
 
-_TIME_KEYS = ("mtime", "atime", "ctime")
-
-
-def clamp_layer_times(src: str, dest: str, epoch: int) -> bool:
-    """Copy the layer tar ``src`` to ``dest`` with every entry's mtime later
-    than ``epoch`` set to ``epoch`` (and its PAX atime/ctime dropped), as
-    BuildKit's ``rewrite-timestamp`` does; False (and no ``dest``) when
-    no entry is later than ``epoch``."""
-    with tarfile.open(src, "r:") as tin:
-        members = tin.getmembers()
-        if not any(m.mtime > epoch for m in members):
-            return False
-        with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tout:
-            for m in members:
-                if m.mtime > epoch:
-                    m.mtime = epoch
-                    m.pax_headers = {k: v for k, v in m.pax_headers.items() if k not in _TIME_KEYS}
-                tout.addfile(m, tin.extractfile(m) if m.isreg() else None)
-    return True
-
-
 def container_config(cfg: Any) -> Any:
     """bakery.oci.image.ContainerConfig from the graph's ImageConfig."""
     from bakery.oci.image import ContainerConfig, Healthcheck
@@ -168,7 +145,7 @@ class ImageBuilder:
         """The compressed layer for ``diff_id`` (a base's own blob unless
         forced); with ``opts.rewrite_timestamp`` and ``epoch``, its file
         times clamped first."""
-        from bakery.oci.image import Layer, add_layer
+        from bakery.oci.image import Layer
 
         clamp = epoch if opts.rewrite_timestamp else None
         key = (diff_id, opts.compression, opts.level, opts.force, clamp)
@@ -176,28 +153,13 @@ class ImageBuilder:
             if key in self._layers:
                 return self._layers[key]
         layer = None
-        src = self.ctx.store.blob_path(diff_id)
-        tmp = ""
-        if clamp is not None:
-            tmpdir = self.ctx.store.tmpdir("clamp-")
-            tmp = os.path.join(tmpdir, "layer.tar")
-            if not clamp_layer_times(src, tmp, clamp):
-                os.rmdir(tmpdir)
-                tmp = ""
-        try:
-            if not opts.force and not tmp:
-                known = self.ctx.base_layer(diff_id)
-                if known is not None and self.ctx.blobs.has(known.digest):
-                    layer = Layer(known.digest, known.size, diff_id, compression_of(known.media_type))
-            if layer is None:
-                layer = add_layer(self.ctx.blobs, tmp or src, opts.compression, opts.level)
-                if not tmp and layer.diff_id != diff_id:
-                    raise BakeryError(f"the layer {diff_id} in the store is corrupt (it hashes to "
-                                      f"{layer.diff_id})", hint="bakery cache prune --all, then rebuild")
-        finally:
-            if tmp:
-                os.unlink(tmp)
-                os.rmdir(os.path.dirname(tmp))
+        if not opts.force:
+            known = self.ctx.base_layer(diff_id)
+            if known is not None and self.ctx.blobs.has(known.digest):
+                layer = Layer(known.digest, known.size, diff_id, compression_of(known.media_type))
+        if layer is None:
+            layer = compressed_layer(self.ctx.store, self.ctx.blobs, diff_id, opts.compression,
+                                     opts.level, clamp)
         with self._lock:
             self._layers[key] = layer
         return layer

@@ -140,7 +140,9 @@ def test_depends_on_orders_targets(env) -> None:  # type: ignore[no-untyped-def]
         with open(os.path.join(env["cwd"], name, "Dockerfile"), "w") as fh:
             fh.write(f"FROM {env['base']}\nRUN echo {name} > /{name}\n")
     r = bakery(env, "second", "-j", "4")
-    first = r.stderr.index("DONE [2/2] RUN echo first")
+    n = re.search(r"^#(\d+) \[2/2\] RUN echo first ", r.stderr, re.M)
+    assert n, r.stderr
+    first = r.stderr.index(f"#{n.group(1)} DONE ")
     second = r.stderr.index("[2/2] RUN echo second")
     assert first < second, r.stderr
     assert os.path.exists(os.path.join(env["cwd"], "out", "first"))

@@ -239,7 +239,7 @@ def test_corrupt_blob_is_a_miss(store, tmp_path, caplog, how) -> None:  # type: 
     assert fresh.get_record(key("a")) is None
     assert not fresh.has_blob(rec_a["layers"][1])
     assert "cannot import" in caplog.text
-    assert os.listdir(os.path.join(fresh.root, "tmp")) == []
+    assert os.listdir(fresh.session_dir()) == []  # no temp file left
 
 
 def test_unreadable_cache_imports_nothing(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]

@@ -186,3 +186,41 @@ def test_docker_driver_rejects_what_it_cannot_honour(tmp_path) -> None:  # type:
         'target "a" {\n  contexts = { x = "docker-image://busybox" }\n}\n')
     r = run(["run", "--driver", "docker", "a"], str(tmp_path), env={"BAKERY_DOCKER": "/bin/true"})
     assert r.returncode == 1 and "contexts" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cache_du_by_target_and_prune_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import time
+
+    from bakery.engine.store import Store
+
+    store = Store(str(tmp_path / "c" / "store"))
+    shared = store.put_bytes(b"s" * 4096)
+    own = store.put_bytes(b"a" * 1024)
+    k1, k2, k3 = ("sha256:" + c * 64 for c in "123")
+    store.put_record(k1, {"layers": [shared]}, blobs=[shared], meta={"targets": ["api", "web"]})
+    store.put_record(k2, {"layers": [shared, own]}, blobs=[shared, own], meta={"targets": ["api"]})
+    store.put_record(k3, {"layers": [own]}, blobs=[own])  # imported: no target known
+    env = {"BAKERY_CACHE_DIR": str(tmp_path / "c")}
+    r = run(["cache", "du"], str(tmp_path), env=env)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.startswith("  ")}
+    assert "5.0 KiB" in rows["api"] and "(2 records)" in rows["api"]  # the shared blob once
+    assert "4.0 KiB" in rows["web"] and "(1 records)" in rows["web"]
+    assert "1.0 KiB" in rows["(unknown)"]
+    # --older-than drops only records unused for that long, and their unshared blobs
+    os.utime(store.record_path(k3), (time.time() - 7200,) * 2)
+    r = run(["cache", "prune", "--older-than", "1h"], str(tmp_path), env=env)
+    assert "removed 1 cache records, freed 0 B" in r.stdout  # k2 still needs `own`
+    assert store.get_record(k3) is None and store.get_record(k1) is not None
+    # --keep-storage drops least recently used records until the blobs fit
+    os.utime(store.record_path(k2), (time.time() - 60,) * 2)
+    r = run(["cache", "prune", "--keep-storage", "4KiB"], str(tmp_path), env=env)
+    assert "removed 1 cache records, freed 1.0 KiB" in r.stdout, r.stdout
+    assert store.get_record(k2) is None and store.get_record(k1) is not None
+    r = run(["cache", "prune", "--older-than", "bogus"], str(tmp_path), env=env)
+    assert r.returncode == 1 and "invalid duration" in r.stderr and "Traceback" not in r.stderr
+    r = run(["cache", "prune", "--all"], str(tmp_path), env=env)
+    assert "removed 1 cache records, freed 4.0 KiB" in r.stdout
+    r = run(["cache", "du"], str(tmp_path), env=env)
+    assert "(0 cache records)" in r.stdout and "by target" not in r.stdout

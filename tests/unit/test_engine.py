@@ -103,6 +103,8 @@ def test_a_failed_step_names_its_line_and_records_nothing(engine_parts) -> None:
     assert "exit code: 3 (Dockerfile:3)" in e.value.message and "something went wrong" in e.value.message
     assert store.get_record(roots[0]) is None
     assert store.get_record(deps[roots[0]][0]) is not None  # the base step before it is kept
+    assert os.listdir(store.session_dir()) == []  # this process's temporary files: none left
+    store.end_session()
     assert os.listdir(os.path.join(store.root, "tmp")) == []
 
 

@@ -40,7 +40,7 @@ def test_layers_stack_and_commit(tmp_path, mode: str) -> None:  # type: ignore[n
     # nothing mounted or left in tmp
     with open("/proc/mounts") as fh:
         assert str(tmp_path) not in fh.read()
-    assert os.listdir(store.root + "/tmp") == []
+    assert os.listdir(store.session_dir()) == []
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -52,7 +52,7 @@ def test_failure_inside_cleans_up(tmp_path, mode: str) -> None:  # type: ignore[
         raise RuntimeError("step failed")
     with open("/proc/mounts") as fh:
         assert str(tmp_path) not in fh.read()
-    assert os.listdir(store.root + "/tmp") == []
+    assert os.listdir(store.session_dir()) == []
 
 
 def test_both_modes_make_the_same_layer(tmp_path) -> None:  # type: ignore[no-untyped-def]

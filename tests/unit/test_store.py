@@ -27,6 +27,8 @@ def test_blobs_are_content_addressed_and_deduplicated(tmp_path) -> None:  # type
     assert d1 == d2 == sha(b"hello")
     assert s.read_blob(d1) == b"hello"
     assert os.listdir(tmp_path / "blobs" / "sha256") == [d1.split(":")[1]]
+    assert os.listdir(s.session_dir()) == []  # no temp file left
+    s.end_session()
     assert os.listdir(tmp_path / "tmp") == []
 
 
@@ -34,7 +36,7 @@ def test_expected_digest_is_verified(tmp_path) -> None:  # type: ignore[no-untyp
     s = Store(str(tmp_path))
     with pytest.raises(BakeryError, match="content digest mismatch"):
         s.put_bytes(b"evil", expected=sha(b"good"))
-    assert not s.has_blob(sha(b"evil")) and os.listdir(tmp_path / "tmp") == []
+    assert not s.has_blob(sha(b"evil")) and os.listdir(s.session_dir()) == []
 
 
 def test_records_are_trusted_only_with_their_blobs(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -120,10 +122,9 @@ def test_sigkill_during_write_leaves_a_usable_store(tmp_path) -> None:  # type: 
     p.wait()
     s = Store(str(tmp_path))
     assert os.listdir(tmp_path / "blobs" / "sha256") == []  # nothing half-written is visible
-    assert len(os.listdir(tmp_path / "tmp")) == 1  # the orphan temp file...
-    for name in os.listdir(tmp_path / "tmp"):
-        os.utime(tmp_path / "tmp" / name, (0, 0))
-    s.gc()
+    orphans = os.listdir(tmp_path / "tmp")
+    assert len(orphans) == 1 and len(os.listdir(tmp_path / "tmp" / orphans[0])) == 1  # the orphan temp file...
+    s.gc()  # (its process is dead: no need to wait for it to be old)
     assert os.listdir(tmp_path / "tmp") == []  # ...is collected
     assert s.read_blob(s.put_bytes(b"ok")) == b"ok"
 
@@ -169,3 +170,47 @@ def test_cache_mounts_are_stable_per_id(tmp_path) -> None:  # type: ignore[no-un
     (open(os.path.join(a, "f"), "w")).close()
     s.prune(everything=True)
     assert not os.path.exists(os.path.join(a, "f"))
+
+
+def test_sessions_of_dead_processes_are_recovered_live_ones_kept(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A process killed with SIGKILL leaves its session (temp files); the
+    next store user removes it, but never a live process's session."""
+    import subprocess
+    import sys
+    import textwrap
+
+    root = str(tmp_path / "s")
+    code = textwrap.dedent(f"""
+        import os, sys
+        from bakery.engine.store import Store
+        s = Store({root!r})
+        d = s.tmpdir("work-")
+        open(os.path.join(d, "half-written"), "w").write("x")
+        print(os.path.basename(s.session_dir()), flush=True)
+        if sys.argv[1] == "kill":
+            os.kill(os.getpid(), 9)
+        sys.stdin.read()
+    """)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    dead = subprocess.run([sys.executable, "-c", code, "kill"], capture_output=True, text=True, env=env)
+    assert dead.returncode == -9
+    dead_name = dead.stdout.strip()
+    live = subprocess.Popen([sys.executable, "-c", code, "live"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert live.stdout is not None
+    live_name = live.stdout.readline().strip()
+    try:
+        store = Store(root)
+        tdir = os.path.join(root, "tmp")
+        assert {dead_name, live_name} <= set(os.listdir(tdir))
+        assert store.recover() == 1
+        assert dead_name not in os.listdir(tdir)
+        assert not os.path.exists(os.path.join(root, "locks", f"session-{dead_name}"))
+        assert os.path.exists(os.path.join(tdir, live_name, ))  # alive: kept
+        store.gc()  # gc keeps it too, whatever its age
+        assert live_name in os.listdir(tdir)
+    finally:
+        live.communicate("")
+    assert live.returncode == 0
+    assert live_name not in os.listdir(os.path.join(root, "tmp"))  # removed at its exit
+    assert Store(root).recover() == 0

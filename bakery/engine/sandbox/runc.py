@@ -199,7 +199,10 @@ class RuncSandbox:
             )
             assert proc.stdout is not None
             # undone in reverse: kill and delete the container, then drain
-            # the output, then close the pipe
+            # the output, then close the pipe, then dismiss the reaper
+            reaper = _Reaper(self.runtime, state_root, cid, proc.pid,
+                             [prep.workdir, prep.memdir])
+            stack.callback(reaper.dismiss)
             stack.callback(proc.stdout.close)
             pump = OutputPump(proc.stdout.fileno(), stdout_cb)
             stack.callback(pump.join)
@@ -226,6 +229,57 @@ class RuncSandbox:
             return RunResult(exit_code=rc, output=pump.tail,
                              duration=time.monotonic() - started, notes=tuple(notes))
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+# The reaper: if bakery dies without cleaning up (SIGKILL, OOM kill), its
+# end of the pipe closes and the reaper kills the container (the foreground
+# runtime process first, then everything in the container's cgroup), deletes
+# it and removes the run's private directories.  A clean end writes "done".
+_REAPER = r"""
+IFS= read -r line
+[ "$line" = done ] && exit 0
+rt=$1 root=$2 cid=$3 pid=$4
+shift 4
+if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$cid"; then
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+fi
+"$rt" --root "$root" kill --all "$cid" KILL >/dev/null 2>&1
+"$rt" --root "$root" delete -f "$cid" >/dev/null 2>&1
+rm -rf -- "$@"
+"""
+
+
+class _Reaper:
+    """A /bin/sh watching bakery's end of a pipe for one container (see
+    _REAPER): the container never outlives a killed bakery.  In its own
+    session, so a terminal's Ctrl-C (handled by bakery) does not reach it."""
+
+    def __init__(self, runtime: str, root: str, cid: str, pid: int, dirs: List[str]):
+        self.proc: Optional[subprocess.Popen] = None
+        sh = "/bin/sh" if os.path.exists("/bin/sh") else shutil.which("sh")
+        if sh is None:  # pragma: no cover - every Linux has one
+            return
+        self.proc = subprocess.Popen(
+            [sh, "-c", _REAPER, "bakery-reaper", runtime, root, cid, str(pid), *dirs],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=True, start_new_session=True,
+            env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
+        )
+
+    def dismiss(self) -> None:
+        """Bakery cleaned up itself: the reaper exits doing nothing."""
+        if self.proc is None or self.proc.stdin is None:
+            return
+        with contextlib.suppress(OSError):
+            self.proc.stdin.write(b"done\n")
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            self.proc.wait(5)
 
 
 class _FifoFeeder:
