@@ -40,6 +40,7 @@ from bakery.drivers.docker import (
     _entry_fields,
     _is_remote,
     _output_names,
+    secret_ssh_args,
 )
 from bakery.errors import BakeryError
 
@@ -195,17 +196,7 @@ def buildctl_args(target: Target, platform: Optional[str], node: Node, cwd: str,
         argv += ["--allow", e]
     if t.no_cache:
         argv.append("--no-cache")
-    for s in t.secret or []:
-        fields = [f"id={s.id}"] if s.id else []
-        if s.src:
-            fields.append(f"src={_abs(s.src, cwd)}")
-        if s.env:
-            fields.append(f"env={s.env}")
-        argv += ["--secret", _csv(fields)]
-    for s in t.ssh or []:
-        sid = s.id or "default"
-        paths = [_abs(p, cwd) for p in s.paths]
-        argv += ["--ssh", f"{sid}={','.join(paths)}" if paths else sid]
+    argv += secret_ssh_args(t, cwd)
     for c in t.cache_from or []:
         argv += ["--import-cache", _cache(c, cwd)]
     for c in t.cache_to or []:

@@ -116,6 +116,24 @@ def _csv(fields: Iterable[str]) -> str:
     return ",".join(out)
 
 
+def secret_ssh_args(t: Target, cwd: str) -> List[str]:
+    """``--secret`` and ``--ssh`` flags for the target's secrets and ssh
+    forwards, in the form both ``docker build`` and ``buildctl build`` read."""
+    argv: List[str] = []
+    for s in t.secret or []:
+        fields = [f"id={s.id}"] if s.id else []
+        if s.src:
+            fields.append(f"src={_abs(s.src, cwd)}")
+        if s.env:
+            fields.append(f"env={s.env}")
+        argv += ["--secret", _csv(fields)]
+    for s in t.ssh or []:
+        sid = s.id or "default"
+        paths = [_abs(p, cwd) for p in s.paths]
+        argv += ["--ssh", f"{sid}={','.join(paths)}" if paths else sid]
+    return argv
+
+
 def _falsy(v: Optional[str]) -> bool:
     if v is None:
         return True
@@ -312,17 +330,7 @@ def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: s
         platform = t.platforms[0]
     if platform:
         argv += ["--platform", platform]
-    for s in t.secret or []:
-        fields = [f"id={s.id}"] if s.id else []
-        if s.src:
-            fields.append(f"src={_abs(s.src, cwd)}")
-        if s.env:
-            fields.append(f"env={s.env}")
-        argv += ["--secret", _csv(fields)]
-    for s in t.ssh or []:
-        sid = s.id or "default"
-        paths = [_abs(p, cwd) for p in s.paths]
-        argv += ["--ssh", f"{sid}={','.join(paths)}" if paths else sid]
+    argv += secret_ssh_args(t, cwd)
     argv.append(f"--network={t.network or DEFAULT_NETWORK}")
     if t.no_cache:
         argv.append("--no-cache")

@@ -8,7 +8,7 @@ from typing import Any, Optional, Tuple
 from bakery.errors import BakeryError
 
 from .namespace import NamespaceSandbox, namespace_support
-from .rootless import current_idmap, userns_support
+from .rootless import current_idmap, host_userns_problem
 from .runc import RuncSandbox, find_runtime
 from .spec import OutputCallback, RunResult, RunSpec
 from .userns import reexecuted
@@ -83,12 +83,7 @@ def _rootless(choice: str, allow_network_host: bool, tmp_dir: Optional[str]) -> 
     if choice == "crun":
         reason = "not root, and rootless runs use runc --rootless or the namespace sandbox, not crun"
         return UnavailableSandbox(reason, hint="unset BAKERY_SANDBOX, or run bakery as root"), reason
-    try:
-        with open("/proc/sys/user/max_user_namespaces", encoding="ascii") as f:
-            text: Optional[str] = f.read()
-    except OSError:
-        text = None
-    problem = userns_support(text)
+    problem = host_userns_problem()
     if problem is not None:
         reason = f"not root, and rootless runs need user namespaces: {problem}"
         return UnavailableSandbox(reason, hint="run bakery as root, or enable user namespaces "

@@ -42,7 +42,7 @@ from bakery.errors import BakeryError
 
 from .common import OutputPump, prepare, wait_process
 from .oci import build_oci_config, check_spec, network_notes, process_env
-from .rootless import check_user, current_idmap, rootless_config, userns_support
+from .rootless import check_user, current_idmap, host_userns_problem, rootless_config
 from .runc import _hint_for, host_network_error, platform_notes
 from .spec import OutputCallback, RunResult, RunSpec, SandboxCancelled, SandboxTimeout
 
@@ -56,12 +56,7 @@ def namespace_support() -> Optional[str]:
     if not sys.platform.startswith("linux"):
         return "namespaces need Linux"
     if os.geteuid() != 0:
-        try:
-            with open("/proc/sys/user/max_user_namespaces", encoding="ascii") as f:
-                text: Optional[str] = f.read()
-        except OSError:
-            text = None
-        problem = userns_support(text)
+        problem = host_userns_problem()
         if problem is not None:
             return f"not root, and rootless runs need user namespaces: {problem}"
     for ns in ("pid", "mnt", "net", "uts", "ipc"):

@@ -40,7 +40,7 @@ from bakery.errors import BakeryError
 
 from .users import ExecUser
 
-__all__ = ["IdMap", "check_user", "current_idmap", "layer_owner", "rootless_config", "userns_support"]
+__all__ = ["IdMap", "check_user", "current_idmap", "host_userns_problem", "layer_owner", "rootless_config", "userns_support"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,16 @@ def userns_support(max_user_namespaces: Optional[str]) -> Optional[str]:
     if n <= 0:
         return "user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0)"
     return None
+
+
+def host_userns_problem() -> Optional[str]:
+    """:func:`userns_support` for this machine (None: user namespaces work)."""
+    try:
+        with open("/proc/sys/user/max_user_namespaces", encoding="ascii") as f:
+            text: Optional[str] = f.read()
+    except OSError:
+        text = None
+    return userns_support(text)
 
 
 def check_user(user: ExecUser, spec_user: str, idmap: Optional[IdMap] = None) -> None:
