@@ -29,7 +29,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional
@@ -54,6 +53,7 @@ from bakery.cache.index import (
 )
 from bakery.engine.store import Store
 from bakery.errors import BakeryError
+from bakery.fsutil import atomic_write
 from bakery.oci.media import OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json
 from bakery.oci.store import BlobStore
 
@@ -105,20 +105,6 @@ def read_local_index(path: str, tag: str = "latest") -> CacheIndex:
     blobs = BlobStore(os.path.join(path, "blobs"))
     man = _read_verified(blobs, Descriptor.from_json(chosen[0]))
     return CacheIndex.from_bytes(_read_verified(blobs, parse_manifest(man)))
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def export_local(store: Store, keys: Iterable[str], dest: str, tag: str = "latest",
@@ -230,9 +216,9 @@ def _export_local(store: Store, keys: Iterable[str], dest: str, tag: str,
     entries = [m for m in _index_entries(dest) if (m.get("annotations") or {}).get(REF_NAME) != tag]
     entries.append(man_desc.with_annotations({REF_NAME: tag}).to_json())
     if not os.path.isfile(os.path.join(dest, "oci-layout")):
-        _atomic_write(os.path.join(dest, "oci-layout"), LAYOUT_VERSION)
-    _atomic_write(os.path.join(dest, "index.json"),
-                  canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
+        atomic_write(os.path.join(dest, "oci-layout"), LAYOUT_VERSION, mode=0o644, sync=True)
+    atomic_write(os.path.join(dest, "index.json"),
+                 canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}), sync=True)
     return ExportResult(len(index), counts["written"], counts["reused"], man_desc.digest,
                         mounts=len(index.mounts))
 

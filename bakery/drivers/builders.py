@@ -40,11 +40,11 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from bakery.errors import BakeryError, Pos, register_source
+from bakery.fsutil import atomic_write
 from bakery.oci.media import parse_platform
 
 if sys.version_info >= (3, 11):
@@ -357,14 +357,7 @@ def save_builders(path: str, builders: Mapping[str, Builder]) -> None:
     d = os.path.dirname(path) or "."
     try:
         os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".builders-", suffix=".toml", dir=d)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write(path, text, mode=0o644)
     except OSError as e:
         raise BakeryError(f"cannot write {path}: {e}") from None
 

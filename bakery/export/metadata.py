@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 from bakery.errors import BakeryError
 from bakery.export.image import BuiltImage
+from bakery.fsutil import atomic_write
 
 __all__ = ["image_metadata", "render_metadata", "write_metadata_file"]
 
@@ -66,13 +66,7 @@ def write_metadata_file(path: str, doc: Mapping[str, Any]) -> None:
     if not os.path.isdir(parent):
         raise BakeryError(f"cannot write the metadata file {path}: {parent} is not a directory",
                           hint="create the directory first, as buildx expects")
-    fd, tmp = tempfile.mkstemp(prefix=".metadata-", dir=parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(render_metadata(doc))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        atomic_write(path, render_metadata(doc), mode=0o644)
     except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise BakeryError(f"cannot write the metadata file {path}: {e.strerror or e}") from None

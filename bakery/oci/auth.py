@@ -32,11 +32,11 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import urllib.parse
 from typing import Any, Dict, Mapping, Optional
 
 from bakery.errors import BakeryError
+from bakery.fsutil import atomic_write
 from bakery.oci.reference import DOCKER_HUB
 from bakery.oci.registry import (
     DOCKER_HUB_AUTH_KEY,
@@ -82,15 +82,9 @@ def _read(path: str) -> Dict[str, Any]:
 
 def _write(path: str, doc: Mapping[str, Any]) -> None:
     os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", dir=os.path.dirname(path) or ".")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent="\t")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(doc, indent="\t"), mode=0o600)
     except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise BakeryError(f"cannot write the Docker config {path}: {e.strerror or e}") from None
 
 
