@@ -148,7 +148,10 @@ def test_json_progress_is_one_valid_event_per_line(proj) -> None:  # type: ignor
     runs_ = [ev for ev in cold if ev["event"] == "done" and "RUN" in ev["description"]]
     assert len(runs_) == 2 and all(ev["targets"] == ["app"] for ev in runs_)
     assert not [ev for ev in warm if ev["event"] in ("started", "done")]
-    assert len([ev for ev in warm if ev["event"] == "cached"]) >= 3
+    # records are looked up top-down: the final step's record is enough, the
+    # steps below it are neither loaded nor reported
+    cached = [ev for ev in warm if ev["event"] == "cached"]
+    assert cached and any(ev["description"].startswith("[final") for ev in cached)
     # a failing step: an error event for it, then the run's error; exit 1
     with open(os.path.join(proj["cwd"], "app", "Dockerfile"), "a") as fh:
         fh.write("RUN echo about to fail && exit 7\n")
