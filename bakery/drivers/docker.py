@@ -38,6 +38,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import (
     Any,
@@ -49,21 +50,31 @@ from typing import (
     Mapping,
     NamedTuple,
     Optional,
+    Sequence,
     Set,
     Tuple,
 )
 
 from bakery.bakefile.buildflags import parse_bool
 from bakery.bakefile.model import Target
+from bakery.drivers.rewrite import context_key, rewrite_dockerfile
+from bakery.drivers.schedule import target_deps
 from bakery.errors import BakeryError
 
 __all__ = [
     "DEFAULT_DOCKER",
     "BuildCommand",
+    "ContextJob",
+    "ContextPlan",
+    "ContextSource",
     "DockerDriver",
     "ProgressCallback",
     "check_target",
+    "context_plan",
+    "context_sources",
     "docker_build_args",
+    "dockerfile_path",
+    "prepare_dockerfile",
 ]
 
 DEFAULT_DOCKER = "/usr/bin/docker"
@@ -134,6 +145,49 @@ def secret_ssh_args(t: Target, cwd: str) -> List[str]:
     return argv
 
 
+class ContextSource(NamedTuple):
+    """What a named context is for the engine: ``kind`` "target" (``value``:
+    the target's name), "image" (an image reference) or "local" (an
+    absolute directory)."""
+
+    kind: str
+    value: str
+
+
+def context_sources(t: Target, cwd: str) -> Dict[str, ContextSource]:
+    """``t``'s named contexts classified (pure); a :class:`BakeryError` for
+    the kinds the engine cannot be given: ``oci-layout://`` and remote
+    (URL, git) contexts."""
+    out: Dict[str, ContextSource] = {}
+    for name in sorted(t.contexts or {}):
+        v = (t.contexts or {})[name]
+        shown = f"{name}={v}"
+        if context_key(name) is None:
+            raise _unsupported(t, "contexts", f"{shown}: {name!r} is not a name a Dockerfile can "
+                               "refer to (FROM/COPY --from)")
+        if v.startswith("target:"):
+            if not v[len("target:"):]:
+                raise BakeryError(f"target {t.name}: contexts {shown}: no target name")
+            out[name] = ContextSource("target", v[len("target:"):])
+        elif v.startswith("docker-image://"):
+            if not v[len("docker-image://"):]:
+                raise BakeryError(f"target {t.name}: contexts {shown}: no image reference")
+            out[name] = ContextSource("image", v[len("docker-image://"):])
+        elif v.startswith("oci-layout://"):
+            raise _unsupported(t, "contexts", f"{shown}: Docker 20.10's engine cannot read an OCI "
+                               "layout as a build input",
+                               hint="load the image into the engine (skopeo copy oci:DIR:TAG "
+                               "docker-daemon:NAME:TAG) and use docker-image://NAME:TAG")
+        elif _is_remote(v):
+            raise _unsupported(t, "contexts", f"{shown}: remote (URL or git) named contexts are "
+                               "not available in Docker 20.10",
+                               hint="check it out locally and name the directory, or use a "
+                               "buildkit driver")
+        else:
+            out[name] = ContextSource("local", _abs(v, cwd))
+    return out
+
+
 def _falsy(v: Optional[str]) -> bool:
     if v is None:
         return True
@@ -154,11 +208,17 @@ def check_target(t: Target, split: bool = False) -> None:
     (a multi-node builder joining the platforms), so neither its platforms
     nor its outputs are this driver's business."""
     if _nonempty(t.contexts):
-        names = ", ".join(sorted(t.contexts or {}))
-        raise _unsupported(t, "contexts", f"named contexts ({names}) need Dockerfile frontend "
-                           "support that Docker 20.10's `docker build` does not have",
-                           hint="use a buildkit driver, or FROM/COPY --from an image tag built by a "
-                           "target listed in depends_on")
+        sources = context_sources(t, "/")
+        ctx = t.context or "."
+        if _is_remote(ctx) and t.dockerfile_inline is None:
+            raise _unsupported(t, "contexts", f"the build context {ctx} is remote: bakery cannot "
+                               "read its Dockerfile to point its named contexts at images",
+                               hint="use a local context or dockerfile-inline, or a buildkit driver")
+        built = sorted(n for n, s in sources.items() if s.kind != "image")
+        if t.pull and built:
+            raise _unsupported(t, "pull", f"with named contexts ({', '.join(built)}) the engine "
+                               "would try to pull the images bakery builds for them locally",
+                               hint="drop pull = true (or --pull), or a buildkit driver")
     if _nonempty(t.cache_to):
         raise _unsupported(t, "cache-to", "the engine's builder cannot export a build cache",
                            hint="remove cache-to (an image built here carries no inline cache)")
@@ -278,16 +338,46 @@ def _output_names(o: Any) -> List[str]:
     return [n for n in (x.strip() for x in name.split(",")) if n]
 
 
+def dockerfile_path(t: Target, cwd: str) -> Optional[str]:
+    """The Dockerfile ``docker build -f`` gets for ``t``: an absolute path
+    (for a remote context, a path inside it); None for a dockerfile-inline
+    or a remote context's default Dockerfile."""
+    if t.dockerfile_inline is not None:
+        return None
+    ctx = t.context or "."
+    remote = _is_remote(ctx)
+    if t.dockerfile is None and remote:
+        return None
+    df = t.dockerfile or "Dockerfile"
+    if df.startswith("cwd://"):
+        return _abs(df, cwd)
+    if remote:
+        return posixpath.normpath(df)  # a path inside the remote context
+    if os.path.isabs(df):
+        return df
+    return os.path.normpath(os.path.join(_abs(ctx, cwd), df))
+
+
 def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: str,
                       docker: str = DEFAULT_DOCKER, iidfile: Optional[str] = None,
-                      split_tag: Optional[str] = None) -> BuildCommand:
+                      split_tag: Optional[str] = None, extra_tags: Sequence[str] = (),
+                      rewritten: Optional[str] = None) -> BuildCommand:
     """The ``docker -H HOST build`` command line for ``target`` on ``platform``
     (None: the target's only platform, or the engine's), paths resolved
     against ``cwd`` as buildx does; the stdin text for ``-f -``; the tags to
     push afterwards.  ``split_tag``: build one platform of a split target
-    under this (temporary) tag only, with no outputs (the caller saves it)."""
+    (or a target only needed as another's named context) under this
+    (temporary) tag only, with no outputs (the caller saves it).
+    ``extra_tags``: more (temporary) tags, never pushed.  ``rewritten``:
+    for a target with named contexts, its Dockerfile with the contexts
+    replaced by images (:func:`bakery.drivers.rewrite.rewrite_dockerfile`):
+    a file path (the original context is kept) or, for a dockerfile-inline,
+    the text itself."""
     t = target
     check_target(t, split=split_tag is not None)
+    if _nonempty(t.contexts) and rewritten is None:
+        raise BakeryError(f"target {t.name}: named contexts need the Dockerfile rewritten for "
+                          "them (the docker driver does that when it runs the build)")
     argv: List[str] = [docker, "-H", host, "build", "--progress=plain"]
     stdin: Optional[str] = None
 
@@ -296,16 +386,13 @@ def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: s
     context_arg = ctx if remote else _abs(ctx, cwd)
     if t.dockerfile_inline is not None:
         argv += ["-f", "-"]
-        stdin = t.dockerfile_inline
-    elif t.dockerfile is not None or not remote:
-        df = t.dockerfile or "Dockerfile"
-        if df.startswith("cwd://"):
-            df = _abs(df, cwd)
-        elif remote:
-            df = posixpath.normpath(df)  # a path inside the remote context
-        elif not os.path.isabs(df):
-            df = os.path.normpath(os.path.join(context_arg, df))
-        argv += ["-f", df]
+        stdin = t.dockerfile_inline if rewritten is None else rewritten
+    elif rewritten is not None:
+        argv += ["-f", rewritten]
+    else:
+        df = dockerfile_path(t, cwd)
+        if df is not None:
+            argv += ["-f", df]
 
     for k in sorted(t.args or {}):
         v = (t.args or {})[k]
@@ -322,7 +409,12 @@ def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: s
         tags = []  # nothing lands in the engine to tag
     else:
         tags = image_names(t)
-    for tag in tags:
+    if extra_tags and exports and split_tag is None:
+        raise BakeryError(f"target {t.name}: its output ({', '.join(o.type for o in exports)}) "
+                          "leaves no image in the engine for the targets that use it as a named "
+                          "context", hint="drop the output, or make a second target without it "
+                          "for the named context")
+    for tag in [*tags, *extra_tags]:
         argv += ["-t", tag]
     if t.target:
         argv += ["--target", t.target]
@@ -358,7 +450,8 @@ def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: s
 
 
 def _build_order(targets: Mapping[str, Target], order: List[str]) -> List[str]:
-    """``order`` and everything it depends on, dependencies first (stable)."""
+    """``order`` and everything it depends on (``depends_on`` and ``target:``
+    contexts), dependencies first (stable)."""
     out: List[str] = []
     state: Dict[str, int] = {}  # 1 visiting, 2 done
 
@@ -373,13 +466,138 @@ def _build_order(targets: Mapping[str, Target], order: List[str]) -> List[str]:
             user = f" (in depends_on of {chain[-1]})" if chain else ""
             raise BakeryError(f"target {name}{user} is not among the resolved targets")
         state[name] = 1
-        for dep in t.depends_on or []:
+        for dep in target_deps(t):
             visit(dep, [*chain, name])
         state[name] = 2
         out.append(name)
 
     for n in order:
         visit(n, [])
+    return out
+
+
+CONTEXT_REPO = "bakery-ctx"
+LOCAL_CONTEXT_DOCKERFILE = "FROM scratch\nCOPY . /\n"
+
+
+def _safe(name: str) -> str:
+    """A valid image name component: lowercase alphanumerics joined by dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "x"
+
+
+class ContextJob(NamedTuple):
+    """One ``docker build`` of a run: ``name`` (a target, or
+    ``TARGET:context:NAME`` for a local-directory named context), after
+    ``deps``; ``refs`` maps its named contexts to images; ``only_tag``: build
+    it under this temporary tag alone, with no outputs; ``extra_tags``: more
+    temporary tags."""
+
+    name: str
+    target: Target
+    platform: Optional[str]
+    deps: Tuple[str, ...]
+    refs: Mapping[str, str]
+    only_tag: Optional[str] = None
+    extra_tags: Tuple[str, ...] = ()
+
+
+class ContextPlan(NamedTuple):
+    jobs: List[ContextJob]
+    temp_tags: List[str]
+
+
+def context_plan(targets: Mapping[str, Target], names: Sequence[str], requested: Set[str],
+                 cwd: str, run_id: str) -> ContextPlan:
+    """How named contexts become images on one engine (pure):
+
+    * ``target:NAME``: NAME is built first, also tagged
+      ``bakery-ctx/NAME:RUN_ID``; a NAME that was not asked for (only
+      needed as a context) is built under that tag alone, without its outputs;
+    * a local directory: a ``FROM scratch`` + ``COPY . /`` build of it,
+      tagged ``bakery-ctx/TARGET-NAME:RUN_ID``, its files the image's root
+      as they are the context's in BuildKit;
+    * ``docker-image://REF``: REF itself.
+
+    The dependents' Dockerfiles then name those images
+    (:func:`bakery.drivers.rewrite.rewrite_dockerfile`); the temporary tags
+    are removed after the run."""
+    ctx_tag: Dict[str, str] = {}
+    sources: Dict[str, Dict[str, ContextSource]] = {}
+    for n in names:
+        sources[n] = context_sources(targets[n], cwd)
+        for src in sources[n].values():
+            if src.kind == "target" and src.value not in ctx_tag:
+                tag = f"{CONTEXT_REPO}/{_safe(src.value)}:{run_id}"
+                while tag in ctx_tag.values():  # two names that make the same component
+                    tag += "x"
+                ctx_tag[src.value] = tag
+    needed_otherwise = {d for n in names for d in targets[n].depends_on or []} | requested
+    jobs: List[ContextJob] = []
+    temp = list(ctx_tag.values())
+    for n in names:
+        t = targets[n]
+        platform = t.platforms[0] if t.platforms and len(t.platforms) == 1 else None
+        deps = list(target_deps(t))
+        refs: Dict[str, str] = {}
+        for cname, src in sources[n].items():
+            if src.kind == "target":
+                refs[cname] = ctx_tag[src.value]
+            elif src.kind == "image":
+                refs[cname] = src.value
+            else:
+                tag = f"{CONTEXT_REPO}/{_safe(n)}-{_safe(cname)}:{run_id}"
+                job = f"{n}:context:{cname}"
+                local = Target(job, context=src.value, dockerfile_inline=LOCAL_CONTEXT_DOCKERFILE,
+                               platforms=[platform] if platform else None, network="none")
+                jobs.append(ContextJob(job, local, platform, (), {}, only_tag=tag))
+                temp.append(tag)
+                deps.append(job)
+                refs[cname] = tag
+        only: Optional[str] = None
+        extra: Tuple[str, ...] = ()
+        if n in ctx_tag:
+            if n in needed_otherwise:
+                extra = (ctx_tag[n],)
+            else:
+                if t.platforms is not None and len(t.platforms) > 1:
+                    users = sorted(u for u in names if any(
+                        s.kind == "target" and s.value == n for s in sources[u].values()))
+                    raise BakeryError(f"target {n} (a named context of {', '.join(users)}): "
+                                      f"{', '.join(t.platforms)}: the docker driver builds one "
+                                      "platform per target",
+                                      hint=f"set platforms = [\"...\"] on {n}, or --set "
+                                      f"'{n}.platform=...'")
+                only = ctx_tag[n]
+        jobs.append(ContextJob(n, t, None, tuple(deps), refs, only_tag=only, extra_tags=extra))
+    return ContextPlan(jobs, temp)
+
+
+def prepare_dockerfile(t: Target, refs: Mapping[str, str], cwd: str, tmpdir: str) -> str:
+    """``t``'s Dockerfile rewritten for ``refs`` (context name -> image):
+    the text itself for a dockerfile-inline, else the path of a copy under
+    ``tmpdir`` with the same base name (and the ``NAME.dockerignore`` next
+    to it, if the original has one)."""
+    if t.dockerfile_inline is not None:
+        return rewrite_dockerfile(t.dockerfile_inline, refs, t.args or {}, "Dockerfile")
+    path = dockerfile_path(t, cwd)
+    if path is None or not os.path.isabs(path):
+        raise BakeryError(f"target {t.name}: named contexts need a Dockerfile bakery can read")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as e:
+        raise BakeryError(f"target {t.name}: cannot read its Dockerfile {path}: "
+                          f"{e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise BakeryError(f"target {t.name}: its Dockerfile {path} is not UTF-8 text") from None
+    new = rewrite_dockerfile(text, refs, t.args or {}, path)
+    os.makedirs(tmpdir, exist_ok=True)
+    out = os.path.join(tmpdir, os.path.basename(path))
+    with open(out, "w", encoding="utf-8") as fh:
+        fh.write(new)
+    ignore = path + ".dockerignore"
+    if os.path.isfile(ignore):
+        shutil.copyfile(ignore, out + ".dockerignore")
     return out
 
 
@@ -411,19 +629,42 @@ class DockerDriver:
             raise BakeryError(f"docker driver: {self.docker} is not an executable",
                               hint="install the docker CLI (Debian package docker.io)")
         tmp = tempfile.mkdtemp(prefix="bakery-docker-")
+        temp_tags: List[str] = []
         try:
-            # every target is checked before any build starts
-            cmds = {n: docker_build_args(targets[n], None, self.host, self.cwd, self.docker,
-                                         os.path.join(tmp, f"{i}.iid"))
-                    for i, n in enumerate(names)}
-            return self._schedule(targets, names, cmds, max(1, jobs), progress_cb)
+            # every target is checked (and its Dockerfile rewritten) before any build starts
+            cmds, deps = self._commands(targets, names, set(order), tmp, temp_tags)
+            done = self._schedule(cmds, deps, max(1, jobs), progress_cb)
+            return {n: done[n] for n in names}
         finally:
+            for tag in temp_tags:
+                self.remove_image(tag)
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _schedule(self, targets: Mapping[str, Target], names: List[str],
-                  cmds: Dict[str, BuildCommand], jobs: int,
+    def _commands(self, targets: Mapping[str, Target], names: List[str], requested: Set[str],
+                  tmp: str, temp_tags: List[str]
+                  ) -> Tuple[Dict[str, BuildCommand], Dict[str, List[str]]]:
+        """The build commands (and what each waits for) for ``names``, plus
+        one build per local-directory named context; ``temp_tags`` gets the
+        temporary tags they create (see :func:`context_plan`)."""
+        plan = context_plan(targets, names, requested, self.cwd, uuid.uuid4().hex[:12])
+        temp_tags += plan.temp_tags
+        cmds: Dict[str, BuildCommand] = {}
+        deps: Dict[str, List[str]] = {}
+        for i, job in enumerate(plan.jobs):
+            t = job.target
+            rewritten = None
+            if job.refs:
+                rewritten = prepare_dockerfile(t, job.refs, self.cwd, os.path.join(tmp, f"df{i}"))
+            cmds[job.name] = docker_build_args(
+                t, job.platform, self.host, self.cwd, self.docker,
+                os.path.join(tmp, f"{i}.iid"), split_tag=job.only_tag,
+                extra_tags=job.extra_tags, rewritten=rewritten)
+            deps[job.name] = list(job.deps)
+        return cmds, deps
+
+    def _schedule(self, cmds: Dict[str, BuildCommand], deps: Mapping[str, List[str]], jobs: int,
                   progress_cb: Optional[ProgressCallback]) -> Dict[str, str]:
-        deps = {n: [d for d in targets[n].depends_on or [] if d in cmds] for n in names}
+        names = list(cmds)
         done: Dict[str, str] = {}
         pending = list(names)
         running: Dict[Future[str], str] = {}
@@ -451,7 +692,7 @@ class DockerDriver:
                         self._cancel()
         if failure is not None:
             raise failure
-        return {n: done[n] for n in names}
+        return done
 
     def _cancel(self) -> None:
         with self._lock:
