@@ -65,7 +65,6 @@ __all__ = [
     "DEFAULT_DOCKER",
     "BuildCommand",
     "ContextJob",
-    "ContextPlan",
     "ContextSource",
     "DockerDriver",
     "ProgressCallback",
@@ -501,13 +500,8 @@ class ContextJob(NamedTuple):
     extra_tags: Tuple[str, ...] = ()
 
 
-class ContextPlan(NamedTuple):
-    jobs: List[ContextJob]
-    temp_tags: List[str]
-
-
 def context_plan(targets: Mapping[str, Target], names: Sequence[str], requested: Set[str],
-                 cwd: str, run_id: str) -> ContextPlan:
+                 cwd: str, run_id: str) -> List[ContextJob]:
     """How named contexts become images on one engine (pure):
 
     * ``target:NAME``: NAME is built first, also tagged
@@ -533,7 +527,6 @@ def context_plan(targets: Mapping[str, Target], names: Sequence[str], requested:
                 ctx_tag[src.value] = tag
     needed_otherwise = {d for n in names for d in targets[n].depends_on or []} | requested
     jobs: List[ContextJob] = []
-    temp = list(ctx_tag.values())
     for n in names:
         t = targets[n]
         platform = t.platforms[0] if t.platforms and len(t.platforms) == 1 else None
@@ -550,7 +543,6 @@ def context_plan(targets: Mapping[str, Target], names: Sequence[str], requested:
                 local = Target(job, context=src.value, dockerfile_inline=LOCAL_CONTEXT_DOCKERFILE,
                                platforms=[platform] if platform else None, network="none")
                 jobs.append(ContextJob(job, local, platform, (), {}, only_tag=tag))
-                temp.append(tag)
                 deps.append(job)
                 refs[cname] = tag
         only: Optional[str] = None
@@ -569,7 +561,7 @@ def context_plan(targets: Mapping[str, Target], names: Sequence[str], requested:
                                       f"'{n}.platform=...'")
                 only = ctx_tag[n]
         jobs.append(ContextJob(n, t, None, tuple(deps), refs, only_tag=only, extra_tags=extra))
-    return ContextPlan(jobs, temp)
+    return jobs
 
 
 def prepare_dockerfile(t: Target, refs: Mapping[str, str], cwd: str, tmpdir: str) -> str:
@@ -619,6 +611,7 @@ class DockerDriver:
         self._lock = threading.Lock()
         self._procs: Set[subprocess.Popen[str]] = set()
         self._cancelled = False
+        self._started: Set[str] = set()  # builds of the current run that were started
 
     def run(self, targets: Mapping[str, Target], order: List[str], jobs: int,
             progress_cb: Optional[ProgressCallback] = None) -> Dict[str, str]:
@@ -629,28 +622,29 @@ class DockerDriver:
             raise BakeryError(f"docker driver: {self.docker} is not an executable",
                               hint="install the docker CLI (Debian package docker.io)")
         tmp = tempfile.mkdtemp(prefix="bakery-docker-")
-        temp_tags: List[str] = []
+        temp_tags: Dict[str, List[str]] = {}  # build -> the temporary tags it makes
+        self._started = set()
         try:
             # every target is checked (and its Dockerfile rewritten) before any build starts
             cmds, deps = self._commands(targets, names, set(order), tmp, temp_tags)
             done = self._schedule(cmds, deps, max(1, jobs), progress_cb)
             return {n: done[n] for n in names}
         finally:
-            for tag in temp_tags:
-                self.remove_image(tag)
+            for n in [n for n in temp_tags if n in self._started]:
+                for tag in temp_tags[n]:
+                    self.remove_image(tag)
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _commands(self, targets: Mapping[str, Target], names: List[str], requested: Set[str],
-                  tmp: str, temp_tags: List[str]
+                  tmp: str, temp_tags: Dict[str, List[str]]
                   ) -> Tuple[Dict[str, BuildCommand], Dict[str, List[str]]]:
         """The build commands (and what each waits for) for ``names``, plus
         one build per local-directory named context; ``temp_tags`` gets the
-        temporary tags they create (see :func:`context_plan`)."""
+        temporary tags each creates (see :func:`context_plan`)."""
         plan = context_plan(targets, names, requested, self.cwd, uuid.uuid4().hex[:12])
-        temp_tags += plan.temp_tags
         cmds: Dict[str, BuildCommand] = {}
         deps: Dict[str, List[str]] = {}
-        for i, job in enumerate(plan.jobs):
+        for i, job in enumerate(plan):
             t = job.target
             rewritten = None
             if job.refs:
@@ -660,6 +654,9 @@ class DockerDriver:
                 os.path.join(tmp, f"{i}.iid"), split_tag=job.only_tag,
                 extra_tags=job.extra_tags, rewritten=rewritten)
             deps[job.name] = list(job.deps)
+            made = [*([job.only_tag] if job.only_tag else []), *job.extra_tags]
+            if made:
+                temp_tags[job.name] = made
         return cmds, deps
 
     def _schedule(self, cmds: Dict[str, BuildCommand], deps: Mapping[str, List[str]], jobs: int,
@@ -678,6 +675,7 @@ class DockerDriver:
                             break
                         if all(d in done for d in deps[n]):
                             pending.remove(n)
+                            self._started.add(n)
                             running[pool.submit(self._build, n, cmds[n], progress_cb)] = n
                 if not running:
                     break

@@ -112,7 +112,18 @@ def test_docker_binary_and_iidfile() -> None:
 
 # (id, target, words the error must contain)
 REJECTS: List[Tuple[str, Target, List[str]]] = [
-    ("contexts", Target("t", contexts={"base": "target:b"}), ["contexts", "base"]),
+    ("contexts-oci-layout", Target("t", contexts={"base": "oci-layout:///l:tag"}),
+     ["contexts", "base=oci-layout:///l:tag", "OCI layout"]),
+    ("contexts-remote", Target("t", contexts={"src": "https://example.com/r.git"}),
+     ["contexts", "src=", "remote"]),
+    ("contexts-git", Target("t", contexts={"src": "git@example.com:r.git"}), ["contexts", "remote"]),
+    ("contexts-bad-name", Target("t", contexts={"Not An Image": "target:b"}),
+     ["contexts", "'Not An Image'"]),
+    ("contexts-remote-build-context", Target("t", context="https://example.com/r.git",
+                                             contexts={"base": "target:b"}),
+     ["contexts", "remote", "Dockerfile"]),
+    ("contexts-with-pull", Target("t", pull=True, contexts={"base": "target:b", "d": "dir"}),
+     ["pull", "base, d"]),
     ("cache-to", Target("t", cache_to=[CacheOptionsEntry("inline")]), ["cache-to"]),
     ("cache-from-local", Target("t", cache_from=[CacheOptionsEntry("local", {"src": "/c"})]),
      ["cache-from", "type=local"]),
@@ -206,6 +217,28 @@ def test_split_build_is_one_platform_under_a_temporary_tag() -> None:
     assert cmd.argv == [*PRE, "-f", "/src/Dockerfile", "-t", "bakery-split/a:1",
                         "--platform", "linux/arm64", "--network=host", "/src"]
     assert cmd.push == ()
+
+
+def test_named_contexts_build_the_rewritten_dockerfile() -> None:
+    t = Target("a", context="app", contexts={"base": "target:b"})
+    with pytest.raises(BakeryError, match="rewritten"):
+        argv(t)  # the driver always passes the rewritten Dockerfile
+    assert argv(t, rewritten="/tmp/x/Dockerfile", extra_tags=["bakery-ctx/a:1"]) == [
+        *PRE, "-f", "/tmp/x/Dockerfile", "-t", "bakery-ctx/a:1", "--network=host", "/src/app"]
+    inline = Target("a", dockerfile_inline="FROM base\n", contexts={"base": "target:b"})
+    cmd = docker_build_args(inline, None, HOST, CWD, rewritten="FROM bakery-ctx/b:1\n")
+    assert cmd.argv[5:7] == ["-f", "-"] and cmd.stdin == "FROM bakery-ctx/b:1\n"
+    # a remote build context with an inline Dockerfile is fine (bakery rewrites the inline text)
+    remote = Target("a", context="https://example.com/r.git", dockerfile_inline="FROM base\n",
+                    contexts={"base": "docker-image://busybox"})
+    assert docker_build_args(remote, None, HOST, CWD, rewritten="FROM busybox\n").argv[-1] == \
+        "https://example.com/r.git"
+
+
+def test_context_tag_on_a_target_without_image_is_an_error() -> None:
+    t = Target("b", output=[ExportEntry.from_text("type=local,dest=out")])
+    with pytest.raises(BakeryError, match="leaves no image"):
+        argv(t, extra_tags=["bakery-ctx/b:1"])
 
 
 # ---------------------------------------------------------------- DockerDriver with a fake CLI
@@ -371,3 +404,83 @@ def test_missing_docker_binary(tmp_path: Any) -> None:
     d = DockerDriver(HOST, docker=str(tmp_path / "nope"))
     with pytest.raises(BakeryError, match="not an executable"):
         d.run({"a": Target("a")}, ["a"], 1, None)
+
+
+def test_run_named_contexts_builds_dependencies_and_removes_temporary_tags(fake: Fake) -> None:
+    os.makedirs(os.path.join(fake.tmp, "assets"))
+    targets = {
+        "base": fake.target("base", sleep=0.2),
+        "app": fake.target("app", contexts={"base": "target:base", "assets": "assets"},
+                           dockerfile_inline="FROM base\nCOPY --from=assets / /a\n"),
+    }
+    ids = fake.driver().run(targets, ["app"], 4, fake.cb)
+    assert ids == {"base": "sha256:base", "app": "sha256:app"}
+    ev = fake.events()
+    starts = [e for e in ev if e["ev"] == "start"]
+    builds = {e["name"]: e for e in starts if "build" in e["args"]}
+    span = fake.span()
+    base_tag = builds["base"]["args"][builds["base"]["args"].index("-t") + 1]
+    assets = next(e for n, e in builds.items() if n == "assets")
+    assets_tag = assets["args"][assets["args"].index("-t") + 1]
+    assert base_tag.startswith("bakery-ctx/base:") and assets_tag.startswith("bakery-ctx/app-assets:")
+    assert builds["app"]["stdin"] == f"FROM {base_tag}\nCOPY --from={assets_tag} / /a\n"
+    assert assets["stdin"] == "FROM scratch\nCOPY . /\n"
+    assert span["app"][0] >= span["base"][1] and span["app"][0] >= span["assets"][1]
+    # base was only needed as a context: built under the temporary tag alone
+    assert builds["base"]["args"].count("-t") == 1
+    rmi = [e["args"][-1] for e in starts if "rmi" in e["args"]]
+    assert sorted(rmi) == sorted([base_tag, assets_tag])
+    assert {t for t, _ in fake.lines} == {"base", "app", "app:context:assets"}
+
+
+def test_run_named_contexts_removes_temporary_tags_after_a_failure(fake: Fake) -> None:
+    targets = {
+        "base": fake.target("base", tags=["r/base:1"]),
+        "app": fake.target("app", rc=1, contexts={"base": "target:base"},
+                           dockerfile_inline="FROM base\n"),
+    }
+    with pytest.raises(BakeryError, match="target app: docker build exited 1"):
+        fake.driver().run(targets, ["app", "base"], 2, fake.cb)
+    starts = [e for e in fake.events() if e["ev"] == "start"]
+    base = next(e for e in starts if e["name"] == "base")
+    tags = [base["args"][i + 1] for i, a in enumerate(base["args"]) if a == "-t"]
+    # asked for itself: its own tag plus the temporary one
+    assert tags[0] == "r/base:1" and tags[1].startswith("bakery-ctx/base:")
+    assert [e["args"][-1] for e in starts if "rmi" in e["args"]] == [tags[1]]
+
+
+def test_run_named_context_dockerfile_is_rewritten_to_a_temp_copy(fake: Fake) -> None:
+    targets = {
+        "base": fake.target("base"),
+        "app": fake.target("app", contexts={"base": "target:base"}),
+    }
+    with open(os.path.join(fake.tmp, "app", "Dockerfile"), "w") as fh:
+        fh.write("# syntax check\nFROM base\nRUN true\n")
+    seen: List[str] = []
+
+    def cb(target: str, line: str) -> None:
+        if target == "app" and not seen:
+            e = next(x for x in fake.events() if x["ev"] == "start" and x["name"] == "app")
+            path = e["args"][e["args"].index("-f") + 1]
+            with open(path) as fh:
+                seen.append(fh.read())
+            seen.append(path)
+    fake.driver().run(targets, ["app"], 1, cb)
+    assert seen[0].startswith("# syntax check\nFROM bakery-ctx/base:") and seen[0].endswith(
+        "\nRUN true\n")
+    assert os.path.basename(seen[1]) == "Dockerfile" and not seen[1].startswith(fake.tmp)
+    assert not os.path.exists(seen[1])  # the temp copy is gone after the run
+
+
+def test_run_named_context_errors_come_before_any_build(fake: Fake) -> None:
+    targets = {
+        "base": fake.target("base", platforms=["linux/amd64", "linux/arm64"]),
+        "app": fake.target("app", contexts={"base": "target:base"}, dockerfile_inline="FROM base\n"),
+    }
+    with pytest.raises(BakeryError, match="named context of app"):
+        fake.driver().run(targets, ["app"], 1, fake.cb)
+    targets["base"] = fake.target("base")
+    targets["app"] = fake.target("app", contexts={"base": "target:base"})  # no Dockerfile
+    with pytest.raises(BakeryError, match="cannot read its Dockerfile"):
+        fake.driver().run(targets, ["app"], 1, fake.cb)
+    assert not os.path.exists(fake.log)
