@@ -30,13 +30,16 @@ import tempfile
 import threading
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from bakery.bakefile.model import Target
 from bakery.drivers.builders import Builder, Node
 from bakery.drivers.buildkit import BuildkitNode, buildctl_args, find_buildctl
 from bakery.drivers.docker import (
+    CONTEXT_REPO,
     DEFAULT_DOCKER,
+    LOCAL_CONTEXT_DOCKERFILE,
+    ContextSource,
     DockerDriver,
     ProgressCallback,
     _build_order,
@@ -44,7 +47,10 @@ from bakery.drivers.docker import (
     _entry_fields,
     _falsy,
     _output_names,
+    _safe,
+    context_sources,
     docker_build_args,
+    prepare_dockerfile,
 )
 from bakery.drivers.schedule import Job, Scheduler, plan_jobs, target_deps
 from bakery.errors import BakeryError
@@ -216,6 +222,14 @@ class BuilderDriver:
         self._docker: Dict[str, DockerDriver] = {}
         self._buildkit: Dict[str, BuildkitNode] = {}
         self.assignments: List[Tuple[str, Optional[str], str]] = []  # (target, platform, node)
+        self._tmp = ""
+        self._run_id = ""
+        self._sources: Dict[str, Dict[str, ContextSource]] = {}
+        self._ctx_users: Dict[str, List[str]] = {}
+        self._ctx_only: Set[str] = set()
+        self._ctx_tag: Dict[Tuple[str, Optional[str]], str] = {}
+        self._ctx_where: Dict[Tuple[str, Optional[str]], str] = {}  # context job -> its node
+        self._temp: List[Tuple[str, str]] = []  # (node, temporary tag) to remove after the run
 
     def _node(self, name: str) -> Node:
         return next(n for n in self.builder.nodes if n.name == name)
@@ -240,17 +254,135 @@ class BuilderDriver:
         """Every job is checked for every node it may land on, before anything runs."""
         for job in jobs:
             t = targets[job.target]
-            if job.split:
+            if job.split and job.target not in self._ctx_only:
                 check_split_outputs(t)
             for name in job.candidates:
                 node = self._node(name)
                 if node.driver == "docker":
+                    refs = self._refs(t, job)
+                    rewritten = None
+                    if refs is not None:
+                        rewritten = prepare_dockerfile(t, refs, self.cwd, os.path.join(
+                            self._tmp, "check", _safe(t.name)))
+                    extra = ["x/y:z"] if job.target in self._ctx_users and \
+                        job.target not in self._ctx_only and not job.split else []
                     docker_build_args(t, job.platform, node.endpoint, self.cwd, self.docker,
-                                      split_tag="x/y:z" if job.split else None)
+                                      split_tag="x/y:z" if job.split or job.target in
+                                      self._ctx_only else None,
+                                      extra_tags=extra, rewritten=rewritten)
                 else:
+                    if job.target in self._ctx_users:
+                        users = ", ".join(sorted(self._ctx_users[job.target]))
+                        raise BakeryError(f"target {job.target} (a named context of {users}): "
+                                          f"node {name} of builder {self.builder.name} is a "
+                                          "buildkitd, which cannot hand its result to another "
+                                          "build", hint="serve its platforms with Docker engine "
+                                          "nodes, or push it and use docker-image://REF")
                     buildctl_args(t, job.platform, node, self.cwd, self.buildctl or "buildctl",
                                   outputs=["type=oci,dest=x"] if job.split else None,
                                   inline_dir="/")
+
+    # -- named contexts on Docker engine nodes (no --build-context in Docker 20.10) ----------
+
+    def _plan_contexts(self, targets: Mapping[str, Target], names: List[str],
+                       order: List[str], plan: Sequence[Job]) -> None:
+        """Which targets are named contexts of which, which are only that
+        (built under a temporary tag, without outputs), and the temporary
+        tag of each of their jobs (one per platform)."""
+        self._sources = {}
+        self._ctx_users = {}
+        for n in names:
+            if not targets[n].contexts:
+                continue
+            if all(self._node(c).driver != "docker" for j in plan if j.target == n
+                   for c in j.candidates):
+                continue  # buildkitd nodes take named contexts themselves
+            self._sources[n] = context_sources(targets[n], self.cwd)
+            for src in self._sources[n].values():
+                if src.kind == "target":
+                    self._ctx_users.setdefault(src.value, []).append(n)
+        needed = {d for n in names for d in targets[n].depends_on or []} | set(order)
+        self._ctx_only = {x for x in self._ctx_users if x not in needed}
+        self._ctx_tag = {}
+        for j in plan:
+            if j.target in self._ctx_users:
+                self._ctx_tag[(j.target, j.platform)] = (
+                    f"{CONTEXT_REPO}/{_safe(j.target)}-{_safe(j.platform or 'default')}:"
+                    f"{self._run_id}")
+
+    def _dep_job(self, dep: str, platform: Optional[str], user: str) -> Tuple[str, Optional[str]]:
+        """The job of ``dep`` whose image ``user``'s job for ``platform`` uses."""
+        mine = [p for (t, p) in self._ctx_tag if t == dep]
+        if len(mine) == 1:
+            return dep, mine[0]
+        want = str(normalize_platform(platform or self.host))
+        for p in mine:
+            if p is not None and str(normalize_platform(p)) == want:
+                return dep, p
+        raise BakeryError(f"target {user}: its named context target:{dep} is not built for "
+                          f"{want} (it is for {', '.join(str(p) for p in mine)})",
+                          hint=f"give {dep} the platforms of {user}")
+
+    def _refs(self, t: Target, job: Job) -> Optional[Dict[str, str]]:
+        """Context name -> image for ``t``'s job on a Docker engine (None:
+        no named contexts to rewrite for)."""
+        sources = self._sources.get(t.name)
+        if not sources:
+            return None
+        refs: Dict[str, str] = {}
+        for cname, src in sources.items():
+            if src.kind == "target":
+                refs[cname] = self._ctx_tag[self._dep_job(src.value, job.platform, t.name)]
+            elif src.kind == "image":
+                refs[cname] = src.value
+            else:
+                refs[cname] = self._local_tag(t.name, cname, job.platform)
+        return refs
+
+    def _local_tag(self, target: str, cname: str, platform: Optional[str]) -> str:
+        return (f"{CONTEXT_REPO}/{_safe(target)}-{_safe(cname)}-{_safe(platform or 'default')}:"
+                f"{self._run_id}")
+
+    def _made(self, node: str, tag: str) -> None:
+        with self._lock:
+            self._temp.append((node, tag))
+
+    def _contexts_ready(self, t: Target, job: Job, node: Node, tmp: str,
+                        cb: Optional[ProgressCallback]) -> Optional[str]:
+        """Before ``t``'s job runs on the Docker engine ``node``: its
+        local-directory contexts built there, the images of its ``target:``
+        contexts copied there (docker save | docker load) when another node
+        built them; the rewritten Dockerfile (see :func:`prepare_dockerfile`)."""
+        refs = self._refs(t, job)
+        if refs is None:
+            return None
+        d = self._docker[node.name]
+        for cname, src in sorted(self._sources[t.name].items()):
+            if src.kind == "local":
+                tag = refs[cname]
+                local = Target(f"{t.name}:context:{cname}", context=src.value,
+                               dockerfile_inline=LOCAL_CONTEXT_DOCKERFILE,
+                               platforms=[job.platform] if job.platform else None, network="none")
+                self._made(node.name, tag)
+                d.build(t.name, docker_build_args(local, job.platform, node.endpoint, self.cwd,
+                                                  self.docker, split_tag=tag), cb)
+            elif src.kind == "target":
+                key = self._dep_job(src.value, job.platform, t.name)
+                tag = self._ctx_tag[key]
+                with self._lock:
+                    where = self._ctx_where.get(key)
+                    here = (node.name, tag) in self._temp
+                if where is None or where == node.name or here:
+                    continue
+                archive = os.path.join(tmp, f"ctx-{uuid.uuid4().hex[:12]}.tar")
+                self._emit(cb, t.name, f"copying {tag} (target {src.value}) from node {where} "
+                           f"to node {node.name}")
+                self._docker[where].save(t.name, tag, archive, cb)
+                self._made(node.name, tag)
+                d._command(t.name, [self.docker, "-H", node.endpoint, "load", "-i", archive],
+                           None, cb, "docker load")
+                os.unlink(archive)
+        return prepare_dockerfile(t, refs, self.cwd, os.path.join(tmp, f"df-{uuid.uuid4().hex}"))
 
     def run(self, targets: Mapping[str, Target], order: List[str], jobs: int,
             progress_cb: Optional[ProgressCallback] = None) -> Dict[str, str]:
@@ -261,10 +393,19 @@ class BuilderDriver:
         plan = plan_jobs(targets, names, self.builder, self.host)
         self.assignments = []
         self._setup()
-        self._check(targets, plan)
+        tmp = tempfile.mkdtemp(prefix="bakery-builder-")
+        self._tmp = tmp
+        self._run_id = uuid.uuid4().hex[:12]
+        self._temp = []
+        self._ctx_where = {}
+        try:
+            self._plan_contexts(targets, names, order, plan)
+            self._check(targets, plan)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         deps = {n: target_deps(targets[n]) for n in names}
         sched = Scheduler(plan, deps, [n.name for n in self.builder.nodes], slots=max(1, jobs))
-        tmp = tempfile.mkdtemp(prefix="bakery-builder-")
         results: Dict[str, str] = {}
         parts: Dict[str, List[Tuple[str, str]]] = {}  # split target -> [(platform, archive)]
         failure: Optional[BaseException] = None
@@ -304,6 +445,11 @@ class BuilderDriver:
                             results[target] = f.result()
                             sched.complete(target)
                             continue
+                        if target in self._ctx_only:  # built under its temporary tag only
+                            if last:
+                                results[target] = ""
+                                sched.complete(target)
+                            continue
                         parts.setdefault(target, []).append((maybe_job.platform or "", f.result()))
                         if last and failure is None:
                             fut = pool.submit(self._join, targets[target], parts[target], tmp,
@@ -313,6 +459,8 @@ class BuilderDriver:
                 raise failure
             return {n: results.get(n, "") for n in names}
         finally:
+            for node_name, tag in self._temp:
+                self._docker[node_name].remove_image(tag)
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _cancel(self) -> None:
@@ -346,12 +494,26 @@ class BuilderDriver:
         if node.driver == "docker":
             d = self._docker[node.name]
             iid = os.path.join(tmp, f"{key}.iid")
+            rewritten = self._contexts_ready(t, job, node, tmp, cb)
+            ctx_tag = self._ctx_tag.get((t.name, job.platform))
+            if ctx_tag is not None:
+                self._made(node.name, ctx_tag)
+                with self._lock:
+                    self._ctx_where[(t.name, job.platform)] = node.name
+            if t.name in self._ctx_only:
+                assert ctx_tag is not None
+                cmd = docker_build_args(t, job.platform, node.endpoint, self.cwd, self.docker,
+                                        iid, split_tag=ctx_tag, rewritten=rewritten)
+                return d.build(t.name, cmd, cb)
             if not job.split:
-                cmd = docker_build_args(t, job.platform, node.endpoint, self.cwd, self.docker, iid)
+                cmd = docker_build_args(t, job.platform, node.endpoint, self.cwd, self.docker, iid,
+                                        extra_tags=[ctx_tag] if ctx_tag else [],
+                                        rewritten=rewritten)
                 return d.build(t.name, cmd, cb)
             tag = f"bakery-split/{safe}:{uuid.uuid4().hex[:12]}"
             cmd = docker_build_args(t, job.platform, node.endpoint, self.cwd, self.docker, iid,
-                                    split_tag=tag)
+                                    split_tag=tag, extra_tags=[ctx_tag] if ctx_tag else [],
+                                    rewritten=rewritten)
             try:
                 d.build(t.name, cmd, cb)
                 archive = os.path.join(tmp, f"{key}.tar")

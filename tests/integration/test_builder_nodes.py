@@ -372,3 +372,95 @@ target "default" {{
     assert [m["platform"]["architecture"] for m in children] == ["arm64", "amd64"]
     assert _oci_file(lay, children[0]["digest"], "arch") == "aarch64\n"
     assert _oci_file(lay, children[1]["digest"], "arch") == "x86_64\n"
+
+
+def test_monorepo_named_contexts_split_across_two_engines(
+        env: Tuple[Registry, str, Dockerd, Dockerd], tmp_path: Any) -> None:
+    """examples/monorepo as it is (two platforms, OCI tar outputs, api and
+    worker on ``contexts = { base = "target:base" }``) on a builder whose
+    node amd serves linux/amd64 and node arm linux/arm64: base is built per
+    platform under a temporary tag on each node, api and worker next to it
+    with their Dockerfiles rewritten to name it, each joined into one index."""
+    why = _arm64_ok()
+    if why:
+        pytest.skip(why)
+    _reg, base, d1, d2 = env
+    proj, cfg = str(tmp_path / "monorepo"), str(tmp_path / "cfg")
+    shutil.copytree(os.path.join(ROOT, "examples", "monorepo"), proj)
+    os.makedirs(cfg)
+    _add(cfg, "mono", "amd", d1, "linux/amd64")
+    _add(cfg, "mono", "arm", d2, "linux/arm64")
+    e = dict(os.environ, BAKERY_CONFIG_DIR=cfg, BAKERY_DOCKER=DOCKER_BIN or "docker",
+             BASE_IMAGE=base, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "bakery", "run", "--builder", "mono"], cwd=proj,
+                       env=e, text=True, capture_output=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr[-4000:]
+    lines = r.stderr.splitlines()
+    for t in ("base", "api", "worker"):
+        assert f"[{t}] building on node amd (linux/amd64)" in lines, r.stderr[-4000:]
+        assert f"[{t}] building on node arm (linux/arm64)" in lines
+    assert not any("copying bakery-ctx/" in ln for ln in lines)  # each built next to its base
+    with open(os.path.join(proj, "base", "motd")) as fh:
+        motd = fh.read()
+    for svc in ("api", "worker"):
+        lay = str(tmp_path / f"lay-{svc}")
+        os.makedirs(lay)
+        with tarfile.open(os.path.join(proj, "out", f"{svc}.tar")) as tf:
+            tf.extractall(lay)
+        with open(os.path.join(lay, "index.json")) as fh:
+            tops = json.load(fh)["manifests"]  # one per tag (dev, latest), the same index
+        assert len({m["digest"] for m in tops}) == 1 and len(tops) == 2
+        with open(os.path.join(lay, "blobs", *tops[0]["digest"].split(":"))) as fh:
+            children = json.load(fh)["manifests"]
+        assert [m["platform"]["architecture"] for m in children] == ["amd64", "arm64"]
+        for m in children:
+            assert _oci_file(lay, m["digest"], "etc/example/layer") == "base\n"
+            assert _oci_file(lay, m["digest"], "etc/motd") == motd
+            assert _oci_file(lay, m["digest"], f"app/{svc}/VERSION") == f"{svc} dev\n"
+    for flavor in ("plain", "debug"):
+        assert os.path.isfile(os.path.join(proj, "out", f"web-{flavor}.tar"))
+    for d in (d1, d2):
+        assert "bakery-ctx" not in d.docker("images", "--format", "{{.Repository}}").stdout
+
+
+def test_named_contexts_from_two_engines_are_copied_to_the_one_that_builds(
+        env: Tuple[Registry, str, Dockerd, Dockerd], tmp_path: Any) -> None:
+    """Two context targets spread across both nodes; the target that uses
+    both runs on one of them, and the other's image is copied there (docker
+    save | docker load) before its build."""
+    _reg, base, d1, d2 = env
+    proj, cfg = str(tmp_path / "proj"), str(tmp_path / "cfg")
+    os.makedirs(proj)
+    os.makedirs(cfg)
+    _add(cfg, "two", "n1", d1, f"linux/{ARCH}")
+    _add(cfg, "two", "n2", d2, f"linux/{ARCH}")
+    with open(os.path.join(proj, "docker-bake.hcl"), "w") as fh:
+        fh.write(f'''
+target "one" {{
+  dockerfile-inline = "ARG BASE\\nFROM $${{BASE}}\\nRUN sleep 2 && echo one > /one.txt\\n"
+  args = {{ BASE = "{base}" }}
+}}
+target "two" {{
+  inherits = ["one"]
+  dockerfile-inline = "ARG BASE\\nFROM $${{BASE}}\\nRUN sleep 2 && echo two > /two.txt\\n"
+}}
+target "both" {{
+  dockerfile-inline = "FROM first\\nCOPY --from=second /two.txt /two.txt\\n"
+  contexts = {{ first = "target:one", second = "target:two" }}
+  tags = ["bakery-it/both:1"]
+}}
+''')
+    r = _bakery(proj, cfg, "run", "--builder", "two", "both")
+    assert r.returncode == 0, r.stderr[-4000:]
+    where = _nodes_in_log(r.stderr)
+    assert sorted(where["one"] + where["two"]) == ["n1", "n2"], r.stderr[-3000:]
+    (node,) = where["both"]
+    other = "two" if where["one"] == [node] else "one"
+    lines = r.stderr.splitlines()
+    assert any(ln.startswith("[both] copying bakery-ctx/") and f"(target {other})" in ln
+               and ln.endswith(f"to node {node}") for ln in lines), r.stderr[-3000:]
+    d = {"n1": d1, "n2": d2}[node]
+    assert _read_file(d, "bakery-it/both:1", "/one.txt") == "one\n"
+    assert _read_file(d, "bakery-it/both:1", "/two.txt") == "two\n"
+    for e in (d1, d2):
+        assert "bakery-ctx" not in e.docker("images", "--format", "{{.Repository}}").stdout

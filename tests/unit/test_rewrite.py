@@ -80,7 +80,7 @@ def test_rewrite(text: str, expected: str) -> None:
 def test_build_args_override_arg_defaults_in_from() -> None:
     text = "ARG B=alpine\nFROM ${B}\n"
     assert rw(text) == text
-    assert rw(text, B="base") == f"ARG B=base\nFROM {REF}\n".replace("ARG B=base", "ARG B=alpine")
+    assert rw(text, B="base") == f"ARG B=alpine\nFROM {REF}\n"
     # only ARGs declared before FROM count; a build arg alone expands nothing
     assert rw("FROM ${B}\n", B="base") == "FROM ${B}\n"
 
