@@ -488,7 +488,7 @@ def _driver_order(args: argparse.Namespace, resolved) -> List[str]:
         for m in members:
             if m in resolved.targets and m not in order:
                 order.append(m)
-    for n in resolved.targets:  # linked targets (target: contexts) are rejected by the driver
+    for n in resolved.targets:  # linked targets (target: contexts): the drivers build them as needed
         if n not in order and not resolved.targets[n].linked:
             order.append(n)
     return order

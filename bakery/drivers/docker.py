@@ -5,8 +5,16 @@ no buildx).
 :func:`docker_build_args` turns one target (for one platform) into a
 ``docker -H HOST build ...`` command line and the text to feed on stdin (a
 ``dockerfile-inline``); it is pure (path arithmetic only, no file access).
+Named ``contexts`` (Docker 20.10 has no ``--build-context``): a
+``target:NAME`` is built first under a temporary tag, a local directory
+into a ``FROM scratch`` image, a ``docker-image://REF`` is REF, and the
+dependent's Dockerfile is rewritten to name those images
+(:func:`context_plan`, :mod:`bakery.drivers.rewrite`); the temporary tags
+are removed after the run.
+
 Whatever the engine cannot do is a :class:`BakeryError` naming the target and
-the attribute, never dropped silently: named ``contexts``, ``cache-to``,
+the attribute, never dropped silently: ``oci-layout://`` and remote named
+contexts, ``pull`` with contexts bakery builds, ``cache-to``,
 cache imports other than registry references, outputs other than the engine's
 image store, ``type=local`` and ``type=tar`` (and only one of them), pushing,
 several platforms (this driver makes no multi-platform manifest index),

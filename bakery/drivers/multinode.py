@@ -14,6 +14,11 @@ images are joined into ONE image index (:func:`import_archive`,
 ``type=oci,dest=...``.  Other outputs of a split target are an error
 (checked before anything runs).
 
+Named contexts on Docker engine nodes work as in the docker driver, with
+one temporary tag per context target and platform; when a dependent runs
+on another node than its context was built on, the image is copied there
+(``docker save`` / ``docker load``) first.
+
 Example::
 
     images = BuilderDriver(builder, cwd="/src").run(targets, ["app"], 2, print)
