@@ -10,8 +10,9 @@ that platform; the driver joins their images into one index afterwards).
 * among the nodes that may build it, the least busy one wins (fewest
   running jobs, then fewest jobs given so far, then the builder's order);
 * a target whose dependencies were built on some of its candidate nodes is
-  kept on those nodes: an image a dependency left in a Docker engine (its
-  tag) exists only there.
+  kept on those nodes (for one platform of a split target: the nodes that
+  built that platform of them, when any did): an image a dependency left in
+  a Docker engine (its tag) exists only there.
 
 Nothing here runs a process; the driver calls :meth:`Scheduler.next`,
 :meth:`Scheduler.job_done` and :meth:`Scheduler.complete`.
@@ -108,6 +109,15 @@ def plan_jobs(targets: Mapping[str, Target], names: Sequence[str], builder: Buil
     return jobs
 
 
+def _norm(platform: Optional[str]) -> str:
+    if platform is None:
+        return ""
+    try:
+        return str(parse_platform(platform))
+    except (ValueError, BakeryError):
+        return platform
+
+
 class Scheduler:
     """Hands ready jobs to the least busy node with a free slot (see the
     module doc).  ``slots``: jobs one node runs at once."""
@@ -122,6 +132,8 @@ class Scheduler:
         self.running: Dict[str, int] = {n: 0 for n in nodes}
         self.given: Dict[str, int] = {n: 0 for n in nodes}
         self.built_on: Dict[str, Set[str]] = {}  # target -> nodes that built (part of) it
+        # (target, platform) -> nodes that built it for that platform
+        self.built_for: Dict[Tuple[str, str], Set[str]] = {}
         self.where: Dict[Job, str] = {}
         self.left: Dict[str, int] = {}
         for j in jobs:
@@ -134,8 +146,10 @@ class Scheduler:
     def _nodes(self, job: Job) -> List[str]:
         cands = [n for n in self.order if n in job.candidates]
         near: Set[str] = set()
+        plat = _norm(job.platform)
         for d in self.deps.get(job.target, ()):
-            near |= self.built_on.get(d, set())
+            # the node that built the dependency for this platform, else any that built it
+            near |= self.built_for.get((d, plat), set()) or self.built_on.get(d, set())
         pinned = [n for n in cands if n in near]
         return pinned or cands
 
@@ -154,6 +168,7 @@ class Scheduler:
             self.given[node] += 1
             self.where[job] = node
             self.built_on.setdefault(job.target, set()).add(node)
+            self.built_for.setdefault((job.target, _norm(job.platform)), set()).add(node)
             return job, node
         return None
 

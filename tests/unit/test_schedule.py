@@ -154,3 +154,23 @@ def test_simulated_monorepo_on_two_nodes() -> None:
     assert arm == ["both"]  # only "both" serves arm64
     start = {(t, p): tick for tick, t, p, _ in log}
     assert start[("api", None)] > start[("docs", None)]
+
+
+def test_split_dependents_stay_on_the_node_of_the_same_platform() -> None:
+    # both nodes serve both platforms: each platform of app goes where that platform of base
+    # was built (its temporary context tag lives there), whatever the load says
+    jobs = [Job("base", "linux/amd64", ("x", "y"), True), Job("base", "linux/arm64", ("x", "y"), True),
+            Job("app", "linux/arm64", ("x", "y"), True), Job("app", "linux/amd64", ("x", "y"), True)]
+    s = Scheduler(jobs, {"app": ["base"]}, ["x", "y"], slots=2)
+    a, b = s.next(), s.next()
+    assert a is not None and b is not None
+    assert (a[0].platform, a[1], b[0].platform, b[1]) == ("linux/amd64", "x", "linux/arm64", "y")
+    s.job_done(a[0])
+    s.job_done(b[0])
+    s.complete("base")
+    got = {}
+    for _ in range(2):
+        nxt = s.next()
+        assert nxt is not None
+        got[nxt[0].platform] = nxt[1]
+    assert got == {"linux/arm64": "y", "linux/amd64": "x"}
