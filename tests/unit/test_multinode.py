@@ -340,3 +340,49 @@ sys.exit(subprocess.call([{sys.executable!r}, {f.docker + ".build"!r}, *args]))
                       and any(a.startswith("type=oci,dest=") and a.endswith(".tar") and "out/" not in a
                               for a in c["buildctl"]))
     assert split_call[:3] == ["--addr", "tcp://127.0.0.1:1", "build"]
+
+
+# ------------------------------------------------ named contexts on a builder's nodes
+
+
+def test_driver_named_contexts_rewrite_and_tags(tmp_path: Any) -> None:
+    f = Fake(str(tmp_path))
+    targets = {"base": f.target("base"),
+               "app": f.target("app", dockerfile_inline="FROM base\n",
+                               contexts={"base": "target:base"})}
+    d = f.driver(TWO)
+    ids = d.run(targets, ["app"], 1, None)
+    assert ids == {"base": "sha256:base", "app": "sha256:app"}
+    with open(f.log) as fh:
+        log = [json.loads(x) for x in fh]
+    builds = {e["name"]: e for e in log if "build" in e["args"]}
+    base_args = builds["base"]["args"]
+    assert base_args.count("-t") == 1  # only a context: its temporary tag alone
+    tag = base_args[base_args.index("-t") + 1]
+    assert tag.startswith("bakery-ctx/base-default:")
+    assert builds["app"]["host"] == builds["base"]["host"]  # kept next to its context
+    rmi = [e for e in log if "rmi" in e["args"]]
+    assert [e["args"][-1] for e in rmi] == [tag] and rmi[0]["host"] == builds["base"]["host"]
+
+
+def test_driver_named_context_errors_before_building(tmp_path: Any) -> None:
+    f = Fake(str(tmp_path))
+    mixed = Builder("mixed", (Node("d", "docker", "unix:///d.sock", ("linux/amd64",)),
+                              Node("k", "buildkit", "tcp://127.0.0.1:1", ("linux/arm64",))))
+    targets = {"base": f.target("base", platforms=["linux/arm64"]),
+               "app": f.target("app", dockerfile_inline="FROM base\n", platforms=["linux/amd64"],
+                               contexts={"base": "target:base"})}
+    d = BuilderDriver(mixed, cwd=f.tmp, docker=f.docker, env={"FAKE_LOG": f.log},
+                      host="linux/amd64", buildctl="/bin/true")
+    with pytest.raises(BakeryError, match=r"target base \(a named context of app\): node k .* "
+                       "buildkitd"):
+        d.run(targets, ["app"], 1, None)
+    # a context target built for other platforms than its user
+    targets = {"base": f.target("base", platforms=["linux/amd64", "linux/arm64"]),
+               "app": f.target("app", dockerfile_inline="FROM base\n", platforms=["linux/s390x"],
+                               contexts={"base": "target:base"})}
+    s390 = Builder("s", (Node("n", "docker", "unix:///n.sock"),))
+    with pytest.raises(BakeryError, match="target app: its named context target:base is not "
+                       "built for linux/s390x"):
+        f.driver(s390).run(targets, ["app"], 1, None)
+    assert not os.path.exists(f.log)  # nothing ran
