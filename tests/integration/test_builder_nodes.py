@@ -12,6 +12,10 @@ registry), driven through `bakery run --builder`:
   ONE index pushed to the registry (checked with skopeo: two platforms,
   RUN uname -m gave x86_64 / aarch64) and written as an OCI layout tar.
 * the docker driver's push after build (type=registry) checked with skopeo.
+* named contexts: examples/monorepo as it is (two platforms, api/worker on
+  target:base) on the amd/arm builder and through --driver docker on one
+  engine, its OCI tars checked for base's files in every platform; two
+  context targets on two engines, one copied to the other (docker save/load).
 
 Skipped (with the reason) without root, docker.io, docker-registry,
 skopeo or busybox-static; the arm64 part needs an arm64 busybox
@@ -374,13 +378,16 @@ target "default" {{
     assert _oci_file(lay, children[1]["digest"], "arch") == "x86_64\n"
 
 
+@pytest.mark.parametrize("how", ["builder", "one-engine"])
 def test_monorepo_named_contexts_split_across_two_engines(
-        env: Tuple[Registry, str, Dockerd, Dockerd], tmp_path: Any) -> None:
+        env: Tuple[Registry, str, Dockerd, Dockerd], tmp_path: Any, how: str) -> None:
     """examples/monorepo as it is (two platforms, OCI tar outputs, api and
     worker on ``contexts = { base = "target:base" }``) on a builder whose
     node amd serves linux/amd64 and node arm linux/arm64: base is built per
     platform under a temporary tag on each node, api and worker next to it
-    with their Dockerfiles rewritten to name it, each joined into one index."""
+    with their Dockerfiles rewritten to name it, each joined into one index.
+    ``one-engine``: the same through ``--driver docker`` (one engine builds
+    both platforms, arm64 through qemu binfmt)."""
     why = _arm64_ok()
     if why:
         pytest.skip(why)
@@ -392,13 +399,16 @@ def test_monorepo_named_contexts_split_across_two_engines(
     _add(cfg, "mono", "arm", d2, "linux/arm64")
     e = dict(os.environ, BAKERY_CONFIG_DIR=cfg, BAKERY_DOCKER=DOCKER_BIN or "docker",
              BASE_IMAGE=base, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-m", "bakery", "run", "--builder", "mono"], cwd=proj,
+    args = ["--builder", "mono"] if how == "builder" else ["--driver", "docker", "--docker-host",
+                                                             d1.host]
+    r = subprocess.run([sys.executable, "-m", "bakery", "run", *args], cwd=proj,
                        env=e, text=True, capture_output=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr[-4000:]
     lines = r.stderr.splitlines()
+    amd, arm = ("amd", "arm") if how == "builder" else ("docker0", "docker0")
     for t in ("base", "api", "worker"):
-        assert f"[{t}] building on node amd (linux/amd64)" in lines, r.stderr[-4000:]
-        assert f"[{t}] building on node arm (linux/arm64)" in lines
+        assert f"[{t}] building on node {amd} (linux/amd64)" in lines, r.stderr[-4000:]
+        assert f"[{t}] building on node {arm} (linux/arm64)" in lines
     assert not any("copying bakery-ctx/" in ln for ln in lines)  # each built next to its base
     with open(os.path.join(proj, "base", "motd")) as fh:
         motd = fh.read()
