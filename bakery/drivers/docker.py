@@ -577,6 +577,15 @@ def prepare_dockerfile(t: Target, refs: Mapping[str, str], cwd: str, tmpdir: str
     the text itself for a dockerfile-inline, else the path of a copy under
     ``tmpdir`` with the same base name (and the ``NAME.dockerignore`` next
     to it, if the original has one)."""
+    try:
+        return _prepare_dockerfile(t, refs, cwd, tmpdir)
+    except BakeryError as e:
+        if e.message.startswith(f"target {t.name}: "):
+            raise
+        raise BakeryError(f"target {t.name}: {e.message}", e.pos, e.hint) from None
+
+
+def _prepare_dockerfile(t: Target, refs: Mapping[str, str], cwd: str, tmpdir: str) -> str:
     if t.dockerfile_inline is not None:
         return rewrite_dockerfile(t.dockerfile_inline, refs, t.args or {}, "Dockerfile")
     path = dockerfile_path(t, cwd)

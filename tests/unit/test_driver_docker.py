@@ -484,3 +484,16 @@ def test_run_named_context_errors_come_before_any_build(fake: Fake) -> None:
     with pytest.raises(BakeryError, match="cannot read its Dockerfile"):
         fake.driver().run(targets, ["app"], 1, fake.cb)
     assert not os.path.exists(fake.log)
+
+
+def test_run_rewrite_errors_name_the_target(fake: Fake) -> None:
+    targets = {
+        "base": fake.target("base"),
+        "app": fake.target("app", contexts={"base": "target:base"},
+                           dockerfile_inline='FROM x\nRUN --mount=type=bind,"from=base",target=/m t\n'),
+    }
+    with pytest.raises(BakeryError) as ei:
+        fake.driver().run(targets, ["app"], 1, fake.cb)
+    assert ei.value.message.startswith("target app: RUN --mount=from=base: the reference could not")
+    assert ei.value.pos is not None and ei.value.pos.line == 2
+    assert not os.path.exists(fake.log)
