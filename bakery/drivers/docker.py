@@ -55,6 +55,7 @@ from typing import (
 
 from bakery.bakefile.buildflags import parse_bool
 from bakery.bakefile.model import Target
+from bakery.dockerfile.request import parse_shm_size, parse_ulimits
 from bakery.errors import BakeryError
 
 __all__ = [
@@ -340,6 +341,9 @@ def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: s
         ip = (t.extra_hosts or {})[h]
         if ip is not None:
             argv += ["--add-host", f"{h}:{ip}"]
+    # bad values fail here, naming the target, not in docker's output
+    parse_shm_size(t.name, t.shm_size)
+    parse_ulimits(t.name, t.ulimits)
     if t.shm_size:
         argv += ["--shm-size", t.shm_size]
     for u in t.ulimits or []:
