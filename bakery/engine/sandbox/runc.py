@@ -254,13 +254,17 @@ class _Reaper:
     _REAPER): the container never outlives a killed bakery.  In its own
     session, so a terminal's Ctrl-C (handled by bakery) does not reach it."""
 
-    def __init__(self, runtime: str, root: str, cid: str, pid: int, dirs: List[str]):
+    def __init__(self, runtime: str, root: str, cid: str, pid: int, dirs: List[str],
+                 script: str = _REAPER, args: Optional[List[str]] = None):
+        # ``script`` and ``args`` (instead of runtime, root, cid and pid):
+        # another watcher with the same protocol (the namespace sandbox's)
         self.proc: Optional[subprocess.Popen] = None
         sh = "/bin/sh" if os.path.exists("/bin/sh") else shutil.which("sh")
         if sh is None:  # pragma: no cover - every Linux has one
             return
+        argv = [runtime, root, cid, str(pid)] if args is None else list(args)
         self.proc = subprocess.Popen(
-            [sh, "-c", _REAPER, "bakery-reaper", runtime, root, cid, str(pid), *dirs],
+            [sh, "-c", script, "bakery-reaper", *argv, *dirs],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             close_fds=True, start_new_session=True,
             env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
