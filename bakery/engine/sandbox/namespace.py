@@ -186,7 +186,7 @@ IFS= read -r line
 pid=$1 parent=$2
 shift 2
 if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "_nschild.py [0-9]* [0-9]* $parent "; then
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+  kill -KILL "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
 fi
 rm -rf -- "$@"
 """

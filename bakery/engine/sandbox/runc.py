@@ -235,13 +235,14 @@ class RuncSandbox:
 # end of the pipe closes and the reaper kills the container (the foreground
 # runtime process first, then everything in the container's cgroup), deletes
 # it and removes the run's private directories.  A clean end writes "done".
+# (`kill -KILL "-$pid"`: dash's kill rejects "--" before a process group.)
 _REAPER = r"""
 IFS= read -r line
 [ "$line" = done ] && exit 0
 rt=$1 root=$2 cid=$3 pid=$4
 shift 4
 if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$cid"; then
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+  kill -KILL "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
 fi
 "$rt" --root "$root" kill --all "$cid" KILL >/dev/null 2>&1
 "$rt" --root "$root" delete -f "$cid" >/dev/null 2>&1
