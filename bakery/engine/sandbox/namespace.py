@@ -24,6 +24,12 @@ What it does NOT isolate or limit (use runc for that):
 
 Secrets in the environment (``secret_env``) reach the helper through a pipe
 and are never written to a file.
+
+If bakery is killed (SIGKILL), nothing of the run survives it: the helper
+and the PID namespace's init have parent-death signals (the init's death
+kills the rest of the namespace), and a reaper shell per run (runc.py's,
+with its own script) kills the helper's process group and removes the run's
+private directories.
 """
 
 from __future__ import annotations
