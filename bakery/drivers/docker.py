@@ -387,6 +387,25 @@ def _build_order(targets: Mapping[str, Target], order: List[str]) -> List[str]:
     return out
 
 
+#: Docker Engines before 23.0 drop ``--shm-size`` and ``--ulimit`` silently
+#: when building with BuildKit (moby/moby#41997; measured with 20.10.24).
+LIMITS_MIN_ENGINE = 23
+
+
+def check_engine_limits(target: str, server_version: Optional[str]) -> None:
+    """A BakeryError when ``target``'s shm-size/ulimits would be ignored by
+    an engine of ``server_version`` (unknown versions pass: the build says
+    what is wrong with the engine)."""
+    m = re.match(r"(\d+)\.", server_version or "")
+    if m is None or int(m.group(1)) >= LIMITS_MIN_ENGINE:
+        return
+    raise BakeryError(
+        f"target {target}: shm-size and ulimits are ignored by Docker Engine {server_version} "
+        f"when it builds with BuildKit (it needs {LIMITS_MIN_ENGINE}.0 or later)",
+        hint="remove them, upgrade the engine, or build with the embedded engine (bakery run) "
+             "or the buildkit driver")
+
+
 class DockerDriver:
     """Builds targets with ``docker build`` against the engine at ``host``.
 
@@ -420,6 +439,9 @@ class DockerDriver:
             cmds = {n: docker_build_args(targets[n], None, self.host, self.cwd, self.docker,
                                          os.path.join(tmp, f"{i}.iid"))
                     for i, n in enumerate(names)}
+            limited = [n for n in names if targets[n].shm_size or targets[n].ulimits]
+            if limited:
+                check_engine_limits(limited[0], self._server_version())
             return self._schedule(targets, names, cmds, max(1, jobs), progress_cb)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -498,6 +520,16 @@ class DockerDriver:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run([self.docker, "-H", self.host, "rmi", image], capture_output=True,
                            timeout=120, env=self._env(), cwd=self.cwd)
+
+    def _server_version(self) -> Optional[str]:
+        """The engine's version (``docker version``), None when not known."""
+        try:
+            r = subprocess.run([self.docker, "-H", self.host, "version", "--format",
+                                "{{.Server.Version}}"], capture_output=True, text=True,
+                               timeout=60, env=self._env(), cwd=self.cwd)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return (r.stdout.strip() or None) if r.returncode == 0 else None
 
     def _env(self) -> Dict[str, str]:
         env = dict(os.environ)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any, List
 
 import pytest
@@ -13,6 +14,7 @@ from bakery.bakefile.model import Target
 from bakery.dockerfile.convert import convert
 from bakery.dockerfile.request import BuildRequest, parse_shm_size, parse_ulimits
 from bakery.drivers import docker_build_args
+from bakery.drivers.docker import check_engine_limits
 from bakery.engine.executor import Engine
 from bakery.engine.sandbox.spec import DEFAULT_SHM_SIZE, RunResult
 from bakery.engine.snapshots import Snapshotter
@@ -191,3 +193,17 @@ def test_docker_driver_checks_the_values_before_passing_them(tmp_path: Any) -> N
     for bad in (dataclasses.replace(t, shm_size="big"), dataclasses.replace(t, ulimits=["x=1"])):
         with pytest.raises(BakeryError, match="target app: "):
             docker_build_args(bad, None, "unix:///run/d.sock", str(tmp_path))
+
+
+@pytest.mark.parametrize("version,refused", [
+    ("20.10.24+dfsg1", True), ("22.06.0-beta.0", True), ("23.0.0", False), ("28.2.2", False),
+    (None, False), ("", False), ("dev", False),
+])
+def test_docker_engines_that_drop_the_limits_are_refused(version: Any, refused: bool) -> None:
+    if not refused:
+        check_engine_limits("app", version)
+        return
+    with pytest.raises(BakeryError, match=f"target app: shm-size and ulimits are ignored by "
+                                          f"Docker Engine {re.escape(version)}") as e:
+        check_engine_limits("app", version)
+    assert e.value.hint and "bakery run" in e.value.hint
