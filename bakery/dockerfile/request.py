@@ -90,7 +90,9 @@ def parse_ulimits(target: str, values: Optional[Iterable[str]]) -> Tuple[str, ..
     ``name=soft:hard`` sorted by name (a later entry for the same name
     wins, as in Docker's option map), so equivalent spellings share a cache
     key."""
-    from bakery.engine.sandbox.oci import parse_ulimit  # pure; keeps plan light
+    if not values:
+        return ()
+    from bakery.engine.sandbox.oci import parse_ulimit  # pure; imported only when needed
 
     by_name: Dict[str, str] = {}
     for text in values or ():
