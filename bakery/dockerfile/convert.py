@@ -1296,6 +1296,8 @@ class _Converter:
             network=network,
             security=c.security,
             extra_hosts=tuple(self.req.extra_hosts),
+            shm_size=self.req.shm_size,
+            ulimits=tuple(self.req.ulimits),
             proxy_env=tuple(self.proxy_env),
             description=name,
             location=self.location(c),

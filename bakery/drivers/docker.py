@@ -65,6 +65,7 @@ from typing import (
 
 from bakery.bakefile.buildflags import parse_bool
 from bakery.bakefile.model import Target
+from bakery.dockerfile.request import parse_shm_size, parse_ulimits
 from bakery.drivers.rewrite import context_key, rewrite_dockerfile
 from bakery.drivers.schedule import target_deps
 from bakery.errors import BakeryError
@@ -439,6 +440,9 @@ def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: s
         ip = (t.extra_hosts or {})[h]
         if ip is not None:
             argv += ["--add-host", f"{h}:{ip}"]
+    # bad values fail here, naming the target, not in docker's output
+    parse_shm_size(t.name, t.shm_size)
+    parse_ulimits(t.name, t.ulimits)
     if t.shm_size:
         argv += ["--shm-size", t.shm_size]
     for u in t.ulimits or []:
@@ -610,6 +614,25 @@ def _prepare_dockerfile(t: Target, refs: Mapping[str, str], cwd: str, tmpdir: st
     return out
 
 
+#: Docker Engines before 23.0 drop ``--shm-size`` and ``--ulimit`` silently
+#: when building with BuildKit (moby/moby#41997; measured with 20.10.24).
+LIMITS_MIN_ENGINE = 23
+
+
+def check_engine_limits(target: str, server_version: Optional[str]) -> None:
+    """A BakeryError when ``target``'s shm-size/ulimits would be ignored by
+    an engine of ``server_version`` (unknown versions pass: the build says
+    what is wrong with the engine)."""
+    m = re.match(r"(\d+)\.", server_version or "")
+    if m is None or int(m.group(1)) >= LIMITS_MIN_ENGINE:
+        return
+    raise BakeryError(
+        f"target {target}: shm-size and ulimits are ignored by Docker Engine {server_version} "
+        f"when it builds with BuildKit (it needs {LIMITS_MIN_ENGINE}.0 or later)",
+        hint="remove them, upgrade the engine, or build with the embedded engine (bakery run) "
+             "or the buildkit driver")
+
+
 class DockerDriver:
     """Builds targets with ``docker build`` against the engine at ``host``.
 
@@ -644,6 +667,9 @@ class DockerDriver:
         try:
             # every target is checked (and its Dockerfile rewritten) before any build starts
             cmds, deps = self._commands(targets, names, set(order), tmp, temp_tags)
+            limited = [n for n in names if targets[n].shm_size or targets[n].ulimits]
+            if limited:
+                check_engine_limits(limited[0], self._server_version())
             done = self._schedule(cmds, deps, max(1, jobs), progress_cb)
             return {n: done[n] for n in names}
         finally:
@@ -750,6 +776,16 @@ class DockerDriver:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run([self.docker, "-H", self.host, "rmi", image], capture_output=True,
                            timeout=120, env=self._env(), cwd=self.cwd)
+
+    def _server_version(self) -> Optional[str]:
+        """The engine's version (``docker version``), None when not known."""
+        try:
+            r = subprocess.run([self.docker, "-H", self.host, "version", "--format",
+                                "{{.Server.Version}}"], capture_output=True, text=True,
+                               timeout=60, env=self._env(), cwd=self.cwd)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return (r.stdout.strip() or None) if r.returncode == 0 else None
 
     def _env(self) -> Dict[str, str]:
         env = dict(os.environ)

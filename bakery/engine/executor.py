@@ -505,7 +505,7 @@ class Engine:
 
     def _exec(self, key: str, op: Exec, inputs: Mapping[str, State], keys: _KeyIndex,
               cancel: threading.Event) -> State:
-        from bakery.engine.sandbox import RunSpec, SandboxMount
+        from bakery.engine.sandbox import DEFAULT_SHM_SIZE, RunSpec, SandboxMount
         from bakery.engine.sandbox.ssh import SocketRelay, ssh_env
 
         base = inputs[keys.of(op.rootfs)]
@@ -576,6 +576,7 @@ class Engine:
                 user=op.user,
                 network="host" if op.network == "host" else "none", mounts=tuple(mounts),
                 extra_hosts=op.extra_hosts, secret_env=secret_env,
+                shm_size=op.shm_size or DEFAULT_SHM_SIZE, ulimits=op.ulimits,
             )
             result = self.sandbox.run(spec, lambda data: self.progress.output(key, data), cancel=cancel)
             if result.exit_code != 0:

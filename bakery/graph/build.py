@@ -57,7 +57,13 @@ from typing import (
 
 from bakery.bakefile.model import Group, Target
 from bakery.dockerfile.dockerignore import IgnoreMatcher, ignore_file_for, read_ignore_patterns
-from bakery.dockerfile.request import BuildRequest, ImageConfigResolver, NamedContext
+from bakery.dockerfile.request import (
+    BuildRequest,
+    ImageConfigResolver,
+    NamedContext,
+    parse_shm_size,
+    parse_ulimits,
+)
 from bakery.errors import BakeryError, closest, register_source
 from bakery.graph.context import ContextHasher
 from bakery.graph.keys import FileDigest, Keyer, op_inputs, short_key
@@ -608,6 +614,8 @@ class _Builder:
             no_cache_filter=tuple(t.no_cache_filter or ()),
             secrets=tuple(s for s in secrets if s),
             ssh=ssh,
+            shm_size=parse_shm_size(t.name, t.shm_size),
+            ulimits=parse_ulimits(t.name, t.ulimits),
         )
 
 

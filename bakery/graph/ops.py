@@ -198,6 +198,12 @@ class Exec:
     network: str = "default"  # default | none | host
     security: str = "sandbox"  # sandbox | insecure
     extra_hosts: Tuple[str, ...] = ()
+    # the target's shm-size in bytes (0 = the sandbox's default, 64 MiB) and
+    # ulimits ("nofile=1024:2048", normalised: see bakery.dockerfile.request);
+    # BuildKit keeps both in the exec op, so they are part of the key (and
+    # a step without them keeps the key it had before they existed)
+    shm_size: int = 0
+    ulimits: Tuple[str, ...] = ()
     # proxy build args (HTTP_PROXY=...), set for the process after ``env``;
     # like BuildKit's ProxyEnv they are never part of the key
     proxy_env: Tuple[str, ...] = field(default=(), compare=False)

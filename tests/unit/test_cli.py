@@ -183,9 +183,10 @@ def test_run_with_the_docker_driver(tmp_path) -> None:  # type: ignore[no-untype
 
 def test_docker_driver_rejects_what_it_cannot_honour(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "docker-bake.hcl").write_text(
-        'target "a" {\n  contexts = { x = "docker-image://busybox" }\n}\n')
+        'target "a" {\n  contexts = { x = "oci-layout:///srv/layout" }\n}\n')
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
     r = run(["run", "--driver", "docker", "a"], str(tmp_path), env={"BAKERY_DOCKER": "/bin/true"})
-    assert r.returncode == 1 and "contexts" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "oci-layout" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cache_du_by_target_and_prune_options(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -36,6 +36,7 @@ from .oci import build_oci_config, make_hosts, make_resolv_conf, parse_ulimit
 from .runc import RuncSandbox
 from .spec import (
     DEFAULT_PATH,
+    DEFAULT_SHM_SIZE,
     OUTPUT_TAIL,
     RunResult,
     RunSpec,
@@ -48,6 +49,7 @@ from .users import ExecUser, resolve_user
 
 __all__ = [
     "DEFAULT_PATH",
+    "DEFAULT_SHM_SIZE",
     "OUTPUT_TAIL",
     "ExecUser",
     "NamespaceSandbox",

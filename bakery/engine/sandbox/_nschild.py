@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import select
 import signal
 import socket
 import stat
@@ -295,8 +296,15 @@ def look_path(name, env):
     raise SetupError(f'exec: "{name}": executable file not found in $PATH')
 
 
-def container_init(cfg, status_fd):
+def container_init(cfg, status_fd, alive_fd=None):
     _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    if alive_fd is not None:
+        # the helper died before the parent-death signal was set (getppid()
+        # cannot tell: the parent is outside this PID namespace): its end of
+        # the pipe is closed, so the read end is readable (EOF)
+        if select.select([alive_fd], [], [], 0)[0]:
+            os._exit(137)
+        os.close(alive_fd)
     rootfs = cfg["root"]["path"]
     proc = cfg["process"]
     host_net = not any(n["type"] == "network" for n in cfg["linux"]["namespaces"])
@@ -389,16 +397,19 @@ def main():
     except SetupError as e:
         fail(f"sandbox setup failed: {e}", 126)
     sys.stdout.flush()
+    alive_r, alive_w = os.pipe()  # not inherited across exec
     pid = os.fork()
     if pid == 0:
+        os.close(alive_w)
         try:
-            container_init(cfg, status_fd)
+            container_init(cfg, status_fd, alive_r)
         except SetupError as e:
             msg = str(e)
             fail(msg if msg.startswith("exec:") else f"sandbox setup failed: {msg}", 127)
         except BaseException as e:
             fail(f"sandbox setup failed: {type(e).__name__}: {e}", 126)
         os._exit(126)
+    os.close(alive_r)  # alive_w stays open until this process ends
     cfg = None
     while True:
         try:

@@ -24,6 +24,12 @@ What it does NOT isolate or limit (use runc for that):
 
 Secrets in the environment (``secret_env``) reach the helper through a pipe
 and are never written to a file.
+
+If bakery is killed (SIGKILL), nothing of the run survives it: the helper
+and the PID namespace's init have parent-death signals (the init's death
+kills the rest of the namespace), and a reaper shell per run (runc.py's,
+with its own script) kills the helper's process group and removes the run's
+private directories.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from bakery.errors import BakeryError
 from .common import OutputPump, prepare, wait_process
 from .oci import build_oci_config, check_spec, network_notes, process_env
 from .rootless import check_user, current_idmap, host_userns_problem, rootless_config
-from .runc import _hint_for, host_network_error, platform_notes
+from .runc import _hint_for, _Reaper, host_network_error, platform_notes
 from .spec import OutputCallback, RunResult, RunSpec, SandboxCancelled, SandboxTimeout
 
 __all__ = ["NamespaceSandbox", "namespace_support"]
@@ -132,6 +138,13 @@ class NamespaceSandbox:
                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
             )
             assert proc.stdout is not None
+            # if bakery dies without cleaning up (SIGKILL), the reaper kills
+            # the helper's process group (should the parent-death signals
+            # not have) and removes the run's private directories (secrets
+            # in memdir); a clean end dismisses it, after the teardown
+            reaper = _Reaper("", "", "", proc.pid, [prep.workdir, prep.memdir],
+                             script=_NS_REAPER, args=[str(proc.pid), str(os.getpid())])
+            stack.callback(reaper.dismiss)
             stack.callback(proc.stdout.close)
             pump = OutputPump(proc.stdout.fileno(), stdout_cb)
             stack.callback(pump.join)
@@ -166,6 +179,23 @@ class NamespaceSandbox:
             return RunResult(exit_code=rc, output=pump.tail,
                              duration=time.monotonic() - started, notes=tuple(notes))
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+# The namespace sandbox's reaper (see runc._REAPER for the protocol): on
+# bakery's death, SIGKILL the helper's process group if the pid is still our
+# helper (its argv holds _nschild.py and bakery's pid), then remove the run's
+# private directories.  The PID namespace's init is in that group; its death
+# kills the rest of the namespace.
+_NS_REAPER = r"""
+IFS= read -r line
+[ "$line" = done ] && exit 0
+pid=$1 parent=$2
+shift 2
+if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "_nschild.py [0-9]* [0-9]* $parent "; then
+  kill -KILL "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+fi
+rm -rf -- "$@"
+"""
 
 
 def _feed(fd: int, data: bytes) -> None:

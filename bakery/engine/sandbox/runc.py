@@ -235,13 +235,14 @@ class RuncSandbox:
 # end of the pipe closes and the reaper kills the container (the foreground
 # runtime process first, then everything in the container's cgroup), deletes
 # it and removes the run's private directories.  A clean end writes "done".
+# (`kill -KILL "-$pid"`: dash's kill rejects "--" before a process group.)
 _REAPER = r"""
 IFS= read -r line
 [ "$line" = done ] && exit 0
 rt=$1 root=$2 cid=$3 pid=$4
 shift 4
 if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$cid"; then
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+  kill -KILL "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
 fi
 "$rt" --root "$root" kill --all "$cid" KILL >/dev/null 2>&1
 "$rt" --root "$root" delete -f "$cid" >/dev/null 2>&1
@@ -254,13 +255,17 @@ class _Reaper:
     _REAPER): the container never outlives a killed bakery.  In its own
     session, so a terminal's Ctrl-C (handled by bakery) does not reach it."""
 
-    def __init__(self, runtime: str, root: str, cid: str, pid: int, dirs: List[str]):
+    def __init__(self, runtime: str, root: str, cid: str, pid: int, dirs: List[str],
+                 script: str = _REAPER, args: Optional[List[str]] = None):
+        # ``script`` and ``args`` (instead of runtime, root, cid and pid):
+        # another watcher with the same protocol (the namespace sandbox's)
         self.proc: Optional[subprocess.Popen] = None
         sh = "/bin/sh" if os.path.exists("/bin/sh") else shutil.which("sh")
         if sh is None:  # pragma: no cover - every Linux has one
             return
+        argv = [runtime, root, cid, str(pid)] if args is None else list(args)
         self.proc = subprocess.Popen(
-            [sh, "-c", _REAPER, "bakery-reaper", runtime, root, cid, str(pid), *dirs],
+            [sh, "-c", script, "bakery-reaper", *argv, *dirs],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             close_fds=True, start_new_session=True,
             env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
