@@ -253,6 +253,20 @@ def _familiar(name: str, tag: str, digest: str) -> str:
     return name + (":" + tag if tag else "") + ("@" + digest if digest else "")
 
 
+def named_context_key(name: str) -> Optional[str]:
+    """``name`` (of ``FROM``, ``--from``) as BuildKit looks it up among the
+    named contexts: the familiar image name with ``:latest`` dropped; None
+    for ``scratch``, ``context`` and what is no image name."""
+    if not name or name.lower() in (_SCRATCH, "context"):
+        return None
+    try:
+        ref, tag, digest = _parse_normalized(name)
+    except _RefError:
+        return None
+    fam = _familiar(ref, tag, digest)
+    return fam[: -len(":latest")] if fam.endswith(":latest") else fam
+
+
 _KNOWN_OS = frozenset((
     "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js",
     "linux", "nacl", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos",
@@ -781,15 +795,9 @@ class _Converter:
         self, name: str, platform: Optional[Platform]
     ) -> Optional[Tuple[str, NamedContext]]:
         contexts = self.req.named_contexts
-        if not contexts or name.lower() in (_SCRATCH, "context"):
+        fam = named_context_key(name) if contexts else None
+        if fam is None:
             return None
-        try:
-            ref_name, tag, digest = _parse_normalized(name)
-        except _RefError:
-            return None
-        fam = _familiar(ref_name, tag, digest)
-        if fam.endswith(":latest"):
-            fam = fam[: -len(":latest")]
         p = platform or self.req.platform
         for key in (f"{fam}::{p}", fam):
             if key in contexts:

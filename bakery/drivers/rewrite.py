@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-from bakery.dockerfile.convert import _familiar, _parse_normalized, _RefError
+from bakery.dockerfile.convert import named_context_key
 from bakery.dockerfile.expand import ExpansionError, Lex
 from bakery.dockerfile.parser import Node, parse
 from bakery.errors import BakeryError, Pos
@@ -45,14 +45,7 @@ __all__ = ["context_key", "rewrite_dockerfile"]
 def context_key(name: str) -> Optional[str]:
     """``name`` as BuildKit looks it up among named contexts (the familiar
     image name, ``:latest`` dropped), or None when it is no image name."""
-    if not name or name.lower() in ("scratch", "context"):
-        return None
-    try:
-        ref, tag, digest = _parse_normalized(name)
-    except _RefError:
-        return None
-    fam = _familiar(ref, tag, digest)
-    return fam[: -len(":latest")] if fam.endswith(":latest") else fam
+    return named_context_key(name)
 
 
 def _global_args(nodes: Tuple[Node, ...], build_args: Mapping[str, Optional[str]],
