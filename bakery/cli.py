@@ -499,7 +499,7 @@ def _run_docker(args: argparse.Namespace, resolved) -> int:
 
     host = args.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     order = _driver_order(args, resolved)
-    if any(len(resolved.targets[n].platforms or []) > 1 for n in order):
+    if any(len(resolved.targets[n].build_platforms or []) > 1 for n in order):
         # one engine as a one-node builder: each platform built on it (emulated where it
         # is not native), the images joined into one index
         from bakery.drivers import builders as B

@@ -105,6 +105,21 @@ class Target:
     def get(self, f: Field) -> Any:
         return getattr(self, f.attr)
 
+    @property
+    def build_platforms(self) -> Optional[List[str]]:
+        """``platforms`` as a build reads them: buildx splits every entry on
+        commas (``--set '*.platform=linux/amd64,linux/arm64'`` prints as one
+        string but builds two platforms); empty parts and repeats dropped."""
+        if self.platforms is None:
+            return None
+        out: List[str] = []
+        for entry in self.platforms:
+            for p in str(entry).split(","):
+                p = p.strip()
+                if p and p not in out:
+                    out.append(p)
+        return out
+
     def evolve(self, **changes: Any) -> Target:
         """A copy with ``changes`` (fields are not re-validated; this is the
         resolver's hot path, ~10x faster than dataclasses.replace)."""

@@ -148,7 +148,7 @@ def buildctl_args(target: Target, platform: Optional[str], node: Node, cwd: str,
             opts.append(f"context:{name}=local:{local}")
     if t.target:
         opts.append(f"target={t.target}")
-    plats = [platform] if platform else list(t.platforms or [])
+    plats = [platform] if platform else list(t.build_platforms or [])
     if plats:
         opts.append("platform=" + ",".join(plats))
     for k in sorted(t.args or {}):

@@ -258,8 +258,9 @@ def check_target(t: Target, split: bool = False) -> None:
                            f"only with {', '.join(NETWORKS)}")
     if split:
         return
-    if t.platforms is not None and len(t.platforms) > 1:
-        raise _unsupported(t, "platforms", f"{', '.join(t.platforms)}: this driver builds one "
+    plats = t.build_platforms
+    if plats is not None and len(plats) > 1:
+        raise _unsupported(t, "platforms", f"{', '.join(plats)}: this driver builds one "
                            "platform per target and produces no multi-platform manifest index",
                            hint="build it with a builder (bakery builder add; bakery run --builder "
                            "NAME), which splits it per platform across its nodes and joins the "
@@ -426,8 +427,8 @@ def docker_build_args(target: Target, platform: Optional[str], host: str, cwd: s
         argv += ["-t", tag]
     if t.target:
         argv += ["--target", t.target]
-    if platform is None and t.platforms:
-        platform = t.platforms[0]
+    if platform is None and t.build_platforms:
+        platform = t.build_platforms[0]
     if platform:
         argv += ["--platform", platform]
     argv += secret_ssh_args(t, cwd)
@@ -541,7 +542,8 @@ def context_plan(targets: Mapping[str, Target], names: Sequence[str], requested:
     jobs: List[ContextJob] = []
     for n in names:
         t = targets[n]
-        platform = t.platforms[0] if t.platforms and len(t.platforms) == 1 else None
+        plats = t.build_platforms
+        platform = plats[0] if plats and len(plats) == 1 else None
         deps = list(target_deps(t))
         refs: Dict[str, str] = {}
         for cname, src in sources[n].items():
@@ -563,11 +565,11 @@ def context_plan(targets: Mapping[str, Target], names: Sequence[str], requested:
             if n in needed_otherwise:
                 extra = (ctx_tag[n],)
             else:
-                if t.platforms is not None and len(t.platforms) > 1:
+                if plats is not None and len(plats) > 1:
                     users = sorted(u for u in names if any(
                         s.kind == "target" and s.value == n for s in sources[u].values()))
                     raise BakeryError(f"target {n} (a named context of {', '.join(users)}): "
-                                      f"{', '.join(t.platforms)}: the docker driver builds one "
+                                      f"{', '.join(plats)}: the docker driver builds one "
                                       "platform per target",
                                       hint=f"set platforms = [\"...\"] on {n}, or --set "
                                       f"'{n}.platform=...'")

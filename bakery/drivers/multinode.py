@@ -536,7 +536,7 @@ class BuilderDriver:
     def _join(self, t: Target, parts: List[Tuple[str, str]], tmp: str,
               cb: Optional[ProgressCallback]) -> str:
         store = BlobStore(os.path.join(tmp, "store"))
-        order = [str(p) for p in t.platforms or []]
+        order = [str(p) for p in t.build_platforms or []]
         parts = sorted(parts, key=lambda pa: order.index(pa[0]) if pa[0] in order else len(order))
         manifests = [import_archive(store, path, plat, tmp) for plat, path in parts]
         opts = {h: RegistryOptions(insecure=True) for h in self.insecure}

@@ -87,7 +87,7 @@ def plan_jobs(targets: Mapping[str, Target], names: Sequence[str], builder: Buil
     """Jobs for ``names`` (already in dependency order) on ``builder``."""
     jobs: List[Job] = []
     for n in names:
-        plats = list(targets[n].platforms or [])
+        plats = list(targets[n].build_platforms or [])
         if len(plats) <= 1:
             p = plats[0] if plats else None
             try:

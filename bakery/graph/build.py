@@ -440,7 +440,7 @@ class _Builder:
         return t
 
     def platforms(self, t: Target) -> List[Platform]:
-        specs = [p for p in (t.platforms or []) if p]
+        specs = t.build_platforms or []
         if not specs:
             return [self.build_platform]
         out: List[Platform] = []
@@ -507,7 +507,7 @@ class _Builder:
 
     def linked_platform(self, user: str, other: str, platform: Platform) -> Platform:
         t = self.target(other, user)
-        if not [p for p in (t.platforms or []) if p]:
+        if not t.build_platforms:
             return platform  # no platforms of its own: built for its users'
         plats = self.platforms(t)
         if platform in plats:
@@ -695,7 +695,7 @@ def build_graph(
             linked=name in linked or t.linked,
             depends_on=tuple(t.depends_on or ()),
             tags=tuple(t.tags or ()),
-            explicit_platforms=tuple(p for p in (t.platforms or []) if p),
+            explicit_platforms=tuple(t.build_platforms or ()),
             no_cache=bool(t.no_cache),
             no_cache_filter=tuple(t.no_cache_filter or ()),
             context=t.context or ".",

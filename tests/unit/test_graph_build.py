@@ -194,6 +194,18 @@ def test_equal_work_on_two_platforms_is_two_nodes_but_sources_are_shared(tmp_pat
     assert sorted(str(n.op.platform) for n in images) == ["linux/amd64", "linux/arm64"]  # type: ignore[union-attr]
 
 
+def test_comma_separated_platforms_build_each_platform(tmp_path: object) -> None:
+    # buildx: `--set '*.platform=linux/amd64,linux/arm64'` prints one string
+    # but builds two platforms (platformutil.Parse splits every entry)
+    t = Target("app", context=".", platforms=["linux/amd64,linux/arm64", "linux/arm64", " "],
+               dockerfile_inline="FROM alpine\n")
+    assert t.build_platforms == ["linux/amd64", "linux/arm64"]
+    assert Target("x").build_platforms is None
+    g = graph([t], cwd=str(tmp_path))
+    assert g.targets["app"].platforms == ("linux/amd64", "linux/arm64")
+    assert sorted(str(e.platform) for e in g.exports.values()) == ["linux/amd64", "linux/arm64"]
+
+
 @pytest.mark.parametrize("platforms", [None, [], ["local"]])
 def test_no_platform_or_local_means_the_build_platform(tmp_path: object, platforms: object) -> None:
     t = Target("app", context=".", platforms=platforms,  # type: ignore[arg-type]

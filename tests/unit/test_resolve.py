@@ -84,6 +84,8 @@ def test_inherits_chain_order_and_overrides_reach_parents() -> None:
     "sets,key,expected",
     [
         (["*.platform=linux/arm64"], "platforms", ["linux/arm64"]),
+        # kept as one entry, as buildx prints it (builds split it: Target.build_platforms)
+        (["*.platform=linux/amd64,linux/arm64"], "platforms", ["linux/amd64,linux/arm64"]),
         (["a.platform=linux/arm64", "a.platform=linux/amd64"], "platforms", ["linux/arm64", "linux/amd64"]),
         (["a.tags=x", "a.tags=y"], "tags", ["x", "y"]),
         (["a.tags+=x"], "tags", ["orig", "x"]),
