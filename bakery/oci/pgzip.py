@@ -85,6 +85,23 @@ def _deflate_block(data: bytes, zdict: bytes, level: int, last: bool) -> bytes:
     return c.compress(data) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
 
 
+def _read_block(src: IO[bytes]) -> bytes:
+    """Exactly BLOCK bytes (fewer only at the end): block boundaries must
+    not depend on how a pipe or socket splits its reads."""
+    data = src.read(BLOCK)
+    if not data or len(data) == BLOCK:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < BLOCK:
+        more = src.read(BLOCK - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
 def gzip_stream(src: IO[bytes], write: Callable[[bytes], object], level: int = 6,
                 threads: Optional[int] = None, on_input: Optional[Callable[[bytes], object]] = None,
                 ) -> Tuple[int, int]:
@@ -111,9 +128,9 @@ def gzip_stream(src: IO[bytes], write: Callable[[bytes], object], level: int = 6
     pending: Deque[Future] = Deque()
     try:
         prev_tail = b""
-        block = src.read(BLOCK)
+        block = _read_block(src)
         while True:
-            nxt = src.read(BLOCK) if block else b""
+            nxt = _read_block(src) if block else b""
             last = not nxt
             if on_input is not None and block:
                 on_input(block)
