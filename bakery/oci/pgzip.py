@@ -68,6 +68,17 @@ def _shared_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: make a new one."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def gzip_header(level: int) -> bytes:
     """The 10-byte gzip header Python's gzip module writes with mtime 0 and
     no name: XFL 2 for level 9, 4 for level 1, OS 255 (unknown)."""

@@ -8,6 +8,8 @@ import hashlib
 import io
 import os
 import random
+import select
+import signal
 import struct
 import threading
 import time
@@ -158,6 +160,27 @@ def test_threads_really_run_in_parallel(monkeypatch) -> None:  # type: ignore[no
     data = mixed(6 * BLOCK, seed=9)
     assert gzip.decompress(gzip_bytes(data, 6, threads=3)) == data
     assert max(busy) >= 2
+
+
+def test_a_forked_child_gets_its_own_pool() -> None:
+    data = mixed(3 * BLOCK, seed=8)
+    want = gzip_bytes(data, 6, threads=None)  # the parent's shared pool exists now
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: compress with the shared pool, report, exit
+        try:
+            ok = gzip_bytes(data, 6, threads=None) == want
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    ready, _, _ = select.select([r], [], [], 60)
+    got = os.read(r, 1) if ready else b""
+    os.close(r)
+    if not ready:  # the child hangs on the parent's dead pool threads
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert got == b"1", "the forked child could not compress (hung or wrong bytes)"
 
 
 # -- add_layer --------------------------------------------------------------------
