@@ -10,6 +10,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -19,6 +20,7 @@ from bakery.oci.layout import write_oci_layout
 from bakery.oci.pgzip import BLOCK
 from bakery.oci.store import BlobStore
 from tests.integration.registry import busybox_tar, need_tool
+from tests.integration.test_run_example import env  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +106,29 @@ def test_zstd_reads_a_multithreaded_zstd_layer(tmp_path) -> None:  # type: ignor
     layer = add_layer(store, src, "zstd", threads=2)
     r = subprocess.run(["zstd", "-dc", store.path(layer.digest)], capture_output=True, timeout=120, check=True)
     assert "sha256:" + hashlib.sha256(r.stdout).hexdigest() == layer.diff_id
+
+
+def test_bakery_run_images_do_not_depend_on_thread_count(env) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """End to end: a service with a 3 MiB file (a multi-block gzip layer),
+    built with 1 and with 2 compression threads (and --jobs 1 / 2) in
+    fresh stores: the same image digest, and every layer passes gzip -t."""
+    api = os.path.join(env["cwd"], "services", "api")
+    with open(os.path.join(api, "payload.bin"), "wb") as f:
+        f.write(random.Random(3).randbytes(2 * BLOCK) + bytes(BLOCK))
+    digests = []
+    for threads, jobs in (("1", "1"), ("2", "2")):
+        out = os.path.join(env["cwd"], "out", f"t{threads}")
+        e = dict(os.environ, SOURCE_DATE_EPOCH="1234567890", BAKERY_COMPRESS_THREADS=threads,
+                 BAKERY_CACHE_DIR=os.path.join(env["cwd"], f"cache-{threads}"))
+        r = subprocess.run([sys.executable, "-m", "bakery", "run", "--var", f"BASE_IMAGE={env['base']}",
+                            "api", "--jobs", jobs, "--set", "*.platform=linux/amd64",
+                            "--set", f"api.output=type=oci,dest={out},tar=false,rewrite-timestamp=true"],
+                           cwd=env["cwd"], capture_output=True, text=True, env=e, timeout=900)
+        assert r.returncode == 0, r.stderr[-4000:]
+        with open(os.path.join(out, "index.json")) as f:
+            digests.append(json.load(f)["manifests"][0]["digest"])
+        blobs = os.path.join(out, "blobs", "sha256")
+        big = max((os.path.join(blobs, n) for n in os.listdir(blobs)), key=os.path.getsize)
+        assert os.path.getsize(big) > BLOCK  # the payload's layer: several blocks
+        run("gzip", "-t", big)
+    assert digests[0] == digests[1]
