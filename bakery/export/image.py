@@ -7,8 +7,8 @@ image once per run, whatever number of outputs ask for it:
 * layers: the engine's uncompressed layer tars, compressed as asked
   (``compression``, ``compression-level``), several at once (all platforms
   of an image, and with :meth:`ImageBuilder.compress_all` all images of a
-  run; each compressed once even when several threads ask for it); a base image's layers keep the
-  blob the registry gave (so pushes mount or skip them and digests match
+  run; each compressed once even when several threads ask for it); a base
+  image's layers keep the blob the registry gave (so pushes mount or skip them and digests match
   the base's) unless ``force-compression=true``, as BuildKit does;
 * config: ``created``, the platform, the container config, ``rootfs``
   and ``history`` (the base's entries, then one per step, each with its
