@@ -147,13 +147,12 @@ def compress_into(store: Store, blobs: BlobStore, diff_id: str, compression: str
                   level: Optional[int] = None) -> LayerEntry:
     """Compress the store's layer ``diff_id`` into ``blobs`` (deterministic:
     gzip without mtime or name, level 6 by default; or zstd, or
-    uncompressed)."""
-    from bakery.oci.image import add_layer
+    uncompressed).  Through :func:`bakery.engine.layers.compressed_layer`:
+    a layer the image exporter (or an earlier export) already compressed
+    into ``blobs`` is not compressed again, and concurrent calls are safe."""
+    from bakery.engine.layers import compressed_layer
 
-    layer = add_layer(blobs, store.blob_path(diff_id), compression, level)
-    if layer.diff_id != diff_id:  # the store's blob is corrupt
-        raise BakeryError(f"the store's layer {diff_id} has the digest {layer.diff_id}",
-                          hint="run `bakery cache prune` and build again")
+    layer = compressed_layer(store, blobs, diff_id, compression, level)
     return LayerEntry(diff_id, layer.digest, layer.size, layer.descriptor().media_type)
 
 

@@ -37,6 +37,7 @@ import errno
 import os
 import stat
 import tarfile
+import threading
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from bakery.errors import BakeryError
@@ -388,20 +389,41 @@ def compressed_layer(store: Any, blobs: Any, diff_id: str, compression: str = "g
     ``store``) in the OCI blob store ``blobs``: compressed once, then
     remembered in ``store/compressed/`` so a warm run does not compress
     again (the memo is used only while its blob is in ``blobs`` with the
-    recorded size).
+    recorded size).  Thread-safe: concurrent calls for the same layer
+    compress it once (the others wait for it and read the memo).
 
     With ``epoch`` (``rewrite-timestamp=true`` and ``SOURCE_DATE_EPOCH``),
     file times later than it are clamped to it first
     (:func:`clamp_layer_times`); a layer with nothing later is kept byte
     for byte.  The returned Layer's diff_id is then the rewritten tar's.
     Records in the store keep the original layers."""
-    import json
 
-    from bakery.oci.image import Layer, add_layer
 
     name = (f"{diff_id.split(':', 1)[-1]}-{compression}-{'' if level is None else level}"
             f"-{'' if epoch is None else epoch}.json")
     memo = os.path.join(store.root, "compressed", name)
+    # one thread compresses a given layer; the others asking for it wait
+    # and then find the memo (blobs are committed atomically, so even two
+    # processes compressing the same layer just write the same blob twice)
+    with _memo_lock(memo):
+        return _compressed_layer(store, blobs, diff_id, compression, level, epoch, memo)
+
+
+_memo_locks: Dict[str, threading.Lock] = {}
+_memo_locks_guard = threading.Lock()
+
+
+def _memo_lock(memo: str) -> threading.Lock:
+    with _memo_locks_guard:
+        return _memo_locks.setdefault(memo, threading.Lock())
+
+
+def _compressed_layer(store: Any, blobs: Any, diff_id: str, compression: str, level: Optional[int],
+                      epoch: Optional[int], memo: str) -> Any:
+    import json
+
+    from bakery.oci.image import Layer, add_layer
+
     try:
         with open(memo, "rb") as fh:
             doc = json.load(fh)

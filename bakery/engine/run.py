@@ -213,6 +213,7 @@ def run_targets(
     from bakery.cache.inline import with_inline_cache
     from bakery.engine.emulation import ensure_emulator
     from bakery.export import ExportContext, ImageBuilder, export_target, parse_outputs
+    from bakery.export.image import image_work
     from bakery.graph.build import build_graph
 
     puller = RegistryPuller(store, insecure, pull=pull or any(
@@ -269,8 +270,12 @@ def run_targets(
         per_target.setdefault(ex.target, []).append((ex, states[ex.root]))
     ctx = ExportContext(puller.blobs, store, engine.snaps, puller.client, cwd,
                         base_config=puller.base_config, base_layer=puller.base_layer,
-                        config_extras=with_inline_cache(config_extras, graph, targets, store, sources))
+                        config_extras=with_inline_cache(config_extras, graph, targets, store, sources),
+                        jobs=jobs)
     builder = ImageBuilder(ctx)
+    # every image's layers compressed at once (all targets and platforms)
+    builder.compress_all([(items, opts) for name, items in per_target.items()
+                          for opts in image_work(specs.get(name, []))])
     for name, items in per_target.items():
         lines, meta = export_target(builder, name, specs.get(name, []), items)
         report.outputs.extend(lines)

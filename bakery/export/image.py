@@ -5,8 +5,10 @@ index for several), pushed for ``type=image,push=true`` and ``type=registry``.
 image once per run, whatever number of outputs ask for it:
 
 * layers: the engine's uncompressed layer tars, compressed as asked
-  (``compression``, ``compression-level``); a base image's layers keep the
-  blob the registry gave (so pushes mount or skip them and digests match
+  (``compression``, ``compression-level``), several at once (all platforms
+  of an image, and with :meth:`ImageBuilder.compress_all` all images of a
+  run; each compressed once even when several threads ask for it); a base
+  image's layers keep the blob the registry gave (so pushes mount or skip them and digests match
   the base's) unless ``force-compression=true``, as BuildKit does;
 * config: ``created``, the platform, the container config, ``rootfs``
   and ``history`` (the base's entries, then one per step, each with its
@@ -26,6 +28,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -34,7 +37,7 @@ from bakery.export.spec import ImageOptions, OutputSpec, annotations_for
 from bakery.oci.media import Descriptor, Platform, compression_of
 
 __all__ = ["BuiltImage", "ExportContext", "ImageBuilder", "clamp_layer_times", "image_history",
-           "push_image"]
+           "image_work", "push_image"]
 
 # (target name, platform, the image's layers) -> extra top-level config keys
 ConfigExtras = Callable[[str, Platform, Sequence[Any]], Mapping[str, Any]]
@@ -58,6 +61,7 @@ class ExportContext:
     base_layer: Callable[[str], Optional[Descriptor]] = lambda diff_id: None
     config_extras: Optional[ConfigExtras] = None
     docker: Optional[str] = None  # the docker CLI for type=docker without dest
+    jobs: int = 0  # layers compressed at once (the run's --jobs; 0: one per CPU)
 
 
 @dataclass(frozen=True)
@@ -132,37 +136,87 @@ def container_config(cfg: Any) -> Any:
     )
 
 
+LayerKey = Tuple[str, str, Optional[int], bool, Optional[int]]
+
+
 @dataclass
 class ImageBuilder:
-    """Builds (and remembers) the images of a run's targets."""
+    """Builds (and remembers) the images of a run's targets.
+
+    Layers are compressed concurrently: :meth:`build` compresses all the
+    layers of all its platforms at once, and :meth:`compress_all` those of
+    every image a run will make (up to ``ctx.jobs`` layers at a time, each
+    gzip layer itself split over the CPUs, see :mod:`bakery.oci.pgzip`).
+    A layer asked for by several threads is compressed once: the first
+    caller compresses it, the others wait for its result."""
 
     ctx: ExportContext
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _layers: Dict[Tuple[str, str, Optional[int], bool, Optional[int]], Any] = field(default_factory=dict)
+    _layers: Dict[LayerKey, Future[Any]] = field(default_factory=dict)
     _images: Dict[Tuple[str, ImageOptions], BuiltImage] = field(default_factory=dict)
 
     def layer(self, diff_id: str, opts: ImageOptions, epoch: Optional[int] = None) -> Any:
         """The compressed layer for ``diff_id`` (a base's own blob unless
         forced); with ``opts.rewrite_timestamp`` and ``epoch``, its file
         times clamped first."""
-        from bakery.oci.image import Layer
-
         clamp = epoch if opts.rewrite_timestamp else None
         key = (diff_id, opts.compression, opts.level, opts.force, clamp)
         with self._lock:
-            if key in self._layers:
-                return self._layers[key]
-        layer = None
+            fut = self._layers.get(key)
+            mine = fut is None
+            if fut is None:
+                fut = self._layers[key] = Future()
+        if not mine:
+            return fut.result()
+        try:
+            layer = self._make_layer(diff_id, opts, clamp)
+        except BaseException as e:
+            with self._lock:  # not remembered: a later call tries again
+                del self._layers[key]
+            fut.set_exception(e)
+            raise
+        fut.set_result(layer)
+        return layer
+
+    def _make_layer(self, diff_id: str, opts: ImageOptions, clamp: Optional[int]) -> Any:
+        from bakery.oci.image import Layer
+
         if not opts.force:
             known = self.ctx.base_layer(diff_id)
             if known is not None and self.ctx.blobs.has(known.digest):
-                layer = Layer(known.digest, known.size, diff_id, compression_of(known.media_type))
-        if layer is None:
-            layer = compressed_layer(self.ctx.store, self.ctx.blobs, diff_id, opts.compression,
-                                     opts.level, clamp)
-        with self._lock:
-            self._layers[key] = layer
-        return layer
+                return Layer(known.digest, known.size, diff_id, compression_of(known.media_type))
+        return compressed_layer(self.ctx.store, self.ctx.blobs, diff_id, opts.compression,
+                                opts.level, clamp)
+
+    def workers(self) -> int:
+        """How many layers are compressed at once."""
+        from bakery.oci.pgzip import compress_threads
+
+        return max(1, self.ctx.jobs or compress_threads())
+
+    def compress_all(self, work: Sequence[Tuple[Sequence[Tuple[Any, Any]], ImageOptions]]) -> None:
+        """Compress, concurrently, the layers of the images ``work`` asks for
+        ((graph export, engine state) per platform, options); :meth:`build`
+        then finds them done.  The first error is raised once all are done."""
+        from bakery.oci.image import source_date_epoch
+
+        epoch = source_date_epoch()
+        wanted: Dict[LayerKey, Tuple[str, ImageOptions]] = {}
+        for items, opts in work:
+            clamp = epoch if opts.rewrite_timestamp else None
+            for _, state in items:
+                for d in state.layers:
+                    wanted.setdefault((d, opts.compression, opts.level, opts.force, clamp), (d, opts))
+        jobs = list(wanted.values())
+        if len(jobs) < 2:
+            for d, opts in jobs:
+                self.layer(d, opts, epoch)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.workers(), len(jobs)),
+                                thread_name_prefix="bakery-layer") as pool:
+            futures = [pool.submit(self.layer, d, opts, epoch) for d, opts in jobs]
+        for f in futures:
+            f.result()
 
     def build(self, target: str, items: Sequence[Tuple[Any, Any]], opts: ImageOptions) -> BuiltImage:
         """The image of ``target`` from its (graph export, engine state) per platform."""
@@ -175,6 +229,7 @@ class ImageBuilder:
         epoch = source_date_epoch()
         created = format_created(epoch)
         media = "oci" if opts.oci else "docker"
+        self.compress_all([(items, opts)])
         images = []
         for ex, state in items:
             cfg = ex.export.config
@@ -201,6 +256,15 @@ class ImageBuilder:
         with self._lock:
             self._images[key] = built
         return built
+
+
+def image_work(specs: Sequence[OutputSpec]) -> List[ImageOptions]:
+    """The image options a target's outputs make images with (as
+    :func:`bakery.export.export_target` does: none for local, tar and
+    cacheonly outputs; the defaults when there is no output)."""
+    if not specs:
+        return [ImageOptions()]
+    return list(dict.fromkeys(s.image for s in specs if s.makes_image))
 
 
 def push_image(ctx: ExportContext, spec: OutputSpec, built: BuiltImage) -> List[str]:

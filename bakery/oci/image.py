@@ -1,9 +1,11 @@
 """Building images from layer tars: blobs, config, manifests and indexes.
 
 :func:`add_layer` compresses an uncompressed layer tar into the store
-(gzip without mtime or file name in the header, so the same tar and level
-always give the same blob with a given zlib; zstd, single-threaded, when the
-``zstandard`` module is there) and
+(gzip without mtime or file name in the header, made of 1 MiB deflate blocks
+compressed in parallel by :mod:`bakery.oci.pgzip`, so the same tar and level
+always give the same blob with a given zlib, whatever the thread count; zstd
+in ``zstandard``'s multi-threaded mode, whose output does not depend on the
+number of threads either, when the module is there) and
 records both digests: the blob's and the diff_id (the tar's).
 :func:`build_image` writes the image config (``architecture``, ``os``,
 ``variant``, ``config``, ``rootfs``, ``history``; ``created`` from
@@ -30,7 +32,6 @@ Example::
 from __future__ import annotations
 
 import datetime as _dt
-import gzip
 import hashlib
 import logging
 import os
@@ -55,6 +56,7 @@ from bakery.oci.media import (
     normalize_platform,
     sorted_map,
 )
+from bakery.oci.pgzip import compress_threads, gzip_stream
 from bakery.oci.store import BlobStore
 
 __all__ = [
@@ -120,11 +122,15 @@ def _zstandard() -> Any:
 
 
 def add_layer(store: BlobStore, tar_path: str, compression: str = "gzip",
-              level: Optional[int] = None, created_by: str = "", comment: str = "") -> Layer:
+              level: Optional[int] = None, created_by: str = "", comment: str = "",
+              threads: Optional[int] = None) -> Layer:
     """Compress the uncompressed tar at ``tar_path`` into ``store``.
 
     gzip levels are 0-9 (default 6, like Go's default); zstd levels 1-22
-    (default 3).  The gzip header has no mtime and no file name.
+    (default 3).  The gzip header has no mtime and no file name.  Both use
+    several threads (``threads``; None: one per CPU, gzip's shared with the
+    other layers being compressed, see :mod:`bakery.oci.pgzip`); the bytes
+    do not depend on the number.
     """
     if compression not in COMPRESSIONS:
         raise BakeryError(f"unknown compression {compression!r}",
@@ -140,15 +146,13 @@ def add_layer(store: BlobStore, tar_path: str, compression: str = "gzip",
         raise BakeryError(f"cannot read the layer {tar_path}: no such file")
     with open(tar_path, "rb") as src, store.writer() as w:
         if compression == "gzip":
-            gz = gzip.GzipFile(filename="", mode="wb", fileobj=_Tee(w),
-                               compresslevel=6 if level is None else level, mtime=0)
-            for chunk in iter(lambda: src.read(_CHUNK), b""):
-                diff.update(chunk)
-                gz.write(chunk)
-            gz.close()
+            gzip_stream(src, w.write, 6 if level is None else level, threads, on_input=diff.update)
         elif compression == "zstd":
             zstd = _zstandard()
-            cctx = zstd.ZstdCompressor(level=3 if level is None else level)
+            # always in zstd's multi-threaded mode (threads >= 1): its output
+            # is then the same whatever the number of workers
+            cctx = zstd.ZstdCompressor(level=3 if level is None else level,
+                                       threads=max(1, threads or compress_threads()))
             zw = cctx.stream_writer(_Tee(w), closefd=False)
             for chunk in iter(lambda: src.read(_CHUNK), b""):
                 diff.update(chunk)
