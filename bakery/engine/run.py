@@ -30,7 +30,7 @@ from bakery.engine.store import Store
 from bakery.errors import BakeryError
 from bakery.graph.ops import Exec, ImageSource, LocalSource
 
-__all__ = ["RegistryPuller", "RunReport", "run_targets"]
+__all__ = ["RegistryPuller", "RunReport", "progress_name", "run_targets"]
 
 
 def _unreachable(e: BakeryError) -> bool:
@@ -172,6 +172,23 @@ class RegistryPuller:
         return diff_ids, config
 
 
+def progress_name(description: str, platform: Any, multi_platform: bool) -> str:
+    """A step's name in the progress output: as BuildKit names it, with the
+    platform first inside the brackets when its target is built for several
+    platforms (``[linux/arm64 build 2/3] RUN make``), so the lines of
+    different platforms can be told apart.
+
+    >>> progress_name("[build 2/3] RUN make", "linux/arm64", True)
+    '[linux/arm64 build 2/3] RUN make'
+    >>> progress_name("[2/3] RUN make", "linux/arm64", False)
+    '[2/3] RUN make'
+    """
+    if not multi_platform or platform is None or not description.startswith("[") \
+            or description.startswith("[internal]"):
+        return description
+    return f"[{platform} {description[1:]}"
+
+
 @dataclass
 class RunReport:
     images: Dict[str, str] = field(default_factory=dict)  # target -> root digest
@@ -240,7 +257,10 @@ def run_targets(
     deps = {k: tuple(dict.fromkeys([*n.deps, *(graph.exports[e].root for e in n.after
                                                if e in graph.exports)]))
             for k, n in graph.nodes.items()}
-    descs = {k: n.description for k, n in graph.nodes.items()}
+    multi = {name for name, info in graph.targets.items() if len(info.platforms) > 1}
+    descs = {k: progress_name(n.description, getattr(n.op, "platform", None),
+                              any(t in multi for t, _ in n.users))
+             for k, n in graph.nodes.items()}
     no_cache_keys = [k for k, n in graph.nodes.items()
                      if any(graph.targets[t].no_cache for t, _ in n.users if t in graph.targets)
                      or any(in_stages(n.description, graph.targets[t].no_cache_filter)

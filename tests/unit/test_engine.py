@@ -132,3 +132,13 @@ def test_proxy_env_reaches_the_process_after_the_env(engine_parts) -> None:  # t
     Engine(store, EnvSandbox(), snapshotter=snaps).run(ops, deps, roots)
     # a declared ARG of the same name wins, as it is part of the step's definition
     assert seen == [("PATH=/bin", "http_proxy=declared", "HTTP_PROXY=http://p")]
+
+
+def test_progress_names_carry_the_platform_of_multi_platform_targets() -> None:
+    from bakery.engine.run import progress_name
+
+    assert progress_name("[build 2/3] RUN make", "linux/arm64", True) == "[linux/arm64 build 2/3] RUN make"
+    assert progress_name("[1/2] FROM busybox", "linux/amd64", True) == "[linux/amd64 1/2] FROM busybox"
+    assert progress_name("[build 2/3] RUN make", "linux/arm64", False) == "[build 2/3] RUN make"
+    assert progress_name("[internal] load build context", "linux/arm64", True) == "[internal] load build context"
+    assert progress_name("[build 2/3] RUN make", None, True) == "[build 2/3] RUN make"
