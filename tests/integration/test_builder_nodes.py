@@ -393,7 +393,8 @@ def test_monorepo_named_contexts_split_across_two_engines(
         pytest.skip(why)
     _reg, base, d1, d2 = env
     proj, cfg = str(tmp_path / "monorepo"), str(tmp_path / "cfg")
-    shutil.copytree(os.path.join(ROOT, "examples", "monorepo"), proj)
+    shutil.copytree(os.path.join(ROOT, "examples", "monorepo"), proj,
+                    ignore=shutil.ignore_patterns("out"))  # what run-example.sh wrote
     os.makedirs(cfg)
     _add(cfg, "mono", "amd", d1, "linux/amd64")
     _add(cfg, "mono", "arm", d2, "linux/arm64")

@@ -98,7 +98,8 @@ def _temp_tags(d: Dockerd) -> List[str]:
 def test_monorepo_through_the_docker_driver(engine: Tuple[Dockerd, str], tmp_path: Any) -> None:
     d, base_ref = engine
     proj = os.path.join(str(tmp_path), "monorepo")
-    shutil.copytree(os.path.join(ROOT, "examples", "monorepo"), proj)
+    shutil.copytree(os.path.join(ROOT, "examples", "monorepo"), proj,
+                    ignore=shutil.ignore_patterns("out"))  # what run-example.sh wrote
     env = dict(os.environ, BAKERY_DOCKER=DOCKER_BIN or "docker", BASE_IMAGE=base_ref,
                VERSION="1.2", DOCKER_CONFIG=os.path.join(d.root, "client"),
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -48,7 +48,8 @@ def env(tmp_path):  # type: ignore[no-untyped-def]
         subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"), base,
                         *platforms], check=True, cwd=ROOT, capture_output=True)
         work = tmp_path / "monorepo"
-        shutil.copytree(os.path.join(ROOT, "examples", "monorepo"), work)
+        shutil.copytree(os.path.join(ROOT, "examples", "monorepo"), work,
+                        ignore=shutil.ignore_patterns("out"))  # what run-example.sh wrote
         yield {"cwd": str(work), "base": base, "cache": str(tmp_path / "cache"),
                "platforms": [p.split("=")[0] for p in platforms]}
 
