@@ -30,7 +30,7 @@ from bakery.engine.store import Store
 from bakery.errors import BakeryError
 from bakery.graph.ops import Exec, ImageSource, LocalSource
 
-__all__ = ["RegistryPuller", "RunReport", "progress_name", "run_targets"]
+__all__ = ["STEPS_KEY", "RegistryPuller", "RunReport", "progress_name", "run_targets", "step_counts"]
 
 
 def _unreachable(e: BakeryError) -> bool:
@@ -172,6 +172,33 @@ class RegistryPuller:
         return diff_ids, config
 
 
+#: the metadata file's per-target key for what the run did (beyond buildx's keys)
+STEPS_KEY = "bakery.build.steps"
+
+
+def step_counts(graph: Any, states: Mapping[str, Any], executed: Mapping[str, int]) -> Dict[str, Dict[str, int]]:
+    """Per target: the steps it needs that ran in this run and those that
+    came from the cache (a step shared by several targets counts for
+    each; steps a cached later step made unnecessary count for neither;
+    reading a local context is no step).
+
+    >>> from types import SimpleNamespace as N
+    >>> g = N(nodes={"a": N(op=None, users=[("x", "p")]), "b": N(op=None, users=[("x", "p"), ("y", "p")])})
+    >>> step_counts(g, {"a": N(cached=False), "b": N(cached=True)}, {"a": 1})
+    {'x': {'run': 1, 'cached': 1}, 'y': {'run': 0, 'cached': 1}}
+    """
+    out: Dict[str, Dict[str, int]] = {}
+    for k, n in graph.nodes.items():
+        if isinstance(n.op, LocalSource) or k not in states:
+            continue
+        kind = "run" if k in executed else "cached" if states[k].cached else ""
+        if not kind:
+            continue
+        for t in sorted({t for t, _ in n.users}):
+            out.setdefault(t, {"run": 0, "cached": 0})[kind] += 1
+    return out
+
+
 def progress_name(description: str, platform: Any, multi_platform: bool) -> str:
     """A step's name in the progress output: as BuildKit names it, with the
     platform first inside the brackets when its target is built for several
@@ -288,6 +315,7 @@ def run_targets(
         if ex.target in broken:
             continue
         per_target.setdefault(ex.target, []).append((ex, states[ex.root]))
+    steps = step_counts(graph, states, engine.executed)
     ctx = ExportContext(puller.blobs, store, engine.snaps, puller.client, cwd,
                         base_config=puller.base_config, base_layer=puller.base_layer,
                         config_extras=with_inline_cache(config_extras, graph, targets, store, sources),
@@ -300,7 +328,7 @@ def run_targets(
         lines, meta = export_target(builder, name, specs.get(name, []), items)
         report.outputs.extend(lines)
         if not targets[name].linked:  # built only as another target's context
-            report.metadata[name] = meta
+            report.metadata[name] = {**meta, STEPS_KEY: steps.get(name, {"run": 0, "cached": 0})}
         if meta.get("containerimage.digest"):
             report.images[name] = meta["containerimage.digest"]
     if failure is not None:

@@ -19,7 +19,10 @@ For a target whose outputs made an image::
 
 A multi-platform image's descriptor is its index (no annotations and no
 config digest, as BuildKit's).  Targets that made no image (``local``,
-``tar``, ``cacheonly`` outputs) get an empty object.  Keys are sorted and
+``tar``, ``cacheonly`` outputs) get no image keys.  Beyond buildx's keys,
+``bakery.build.steps`` says what the run did for the target:
+``{"run": N, "cached": M}`` (steps executed, steps taken from the cache;
+see :func:`bakery.engine.run.step_counts`).  Keys are sorted and
 the file is indented by two spaces (Go's ``json.MarshalIndent``); it is
 written atomically.  Nothing secret is in it: digests, media types, sizes,
 names and times only.

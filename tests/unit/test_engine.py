@@ -142,3 +142,20 @@ def test_progress_names_carry_the_platform_of_multi_platform_targets() -> None:
     assert progress_name("[build 2/3] RUN make", "linux/arm64", False) == "[build 2/3] RUN make"
     assert progress_name("[internal] load build context", "linux/arm64", True) == "[internal] load build context"
     assert progress_name("[build 2/3] RUN make", None, True) == "[build 2/3] RUN make"
+
+
+def test_step_counts_per_target() -> None:
+    from types import SimpleNamespace as N
+
+    from bakery.engine.run import step_counts
+    from bakery.graph.ops import LocalSource
+
+    g = N(nodes={
+        "ctx": N(op=LocalSource("context", "/src"), users=[("x", "p")]),
+        "a": N(op=None, users=[("x", "linux/amd64"), ("x", "linux/arm64")]),
+        "b": N(op=None, users=[("x", "p"), ("y", "p")]),
+        "c": N(op=None, users=[("y", "p")]),  # made unnecessary by a cached later step
+    })
+    states = {"ctx": N(cached=False), "a": N(cached=False), "b": N(cached=True)}
+    assert step_counts(g, states, {"a": 1, "ctx": 1}) == {"x": {"run": 1, "cached": 1},
+                                                         "y": {"run": 0, "cached": 1}}
