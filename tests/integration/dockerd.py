@@ -18,15 +18,18 @@ short) is removed.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import platform
 import shutil
 import signal
 import socket
 import subprocess
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -89,6 +92,21 @@ class Dockerd:
             args += ["-f", dockerfile]
         return self.docker(*args, context, env=self.env(DOCKER_BUILDKIT="1"))
 
+    def read_file(self, image: str, path: str) -> str:
+        """A file's content from ``image`` (docker create + docker cp: nothing runs)."""
+        cid = self.docker("create", "--network", "none", image, "/bin/sh").stdout.strip()
+        try:
+            assert DOCKER_BIN is not None
+            r = subprocess.run([DOCKER_BIN, "-H", self.host, "cp", f"{cid}:{path}", "-"],
+                               capture_output=True, timeout=120, env=self.env())
+            assert r.returncode == 0, r.stderr.decode(errors="replace")
+            with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tf:
+                fh = tf.extractfile(tf.getmembers()[0])
+                assert fh is not None
+                return fh.read().decode()
+        finally:
+            self.docker("rm", "-f", cid, check=False)
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -129,6 +147,11 @@ def _unmount_under(root: str) -> None:
         return
     for p in sorted((p for p in points if p == real or p.startswith(real + "/")), key=len, reverse=True):
         subprocess.run(["umount", "-l", p], capture_output=True, timeout=30)
+
+
+#: this machine's architecture as OCI names it
+HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+    platform.machine().lower(), "amd64")
 
 
 def skip_reason() -> str:
@@ -172,3 +195,28 @@ def running_dockerd(insecure_registries: Sequence[str] = ()) -> Iterator[Dockerd
         yield d
     finally:
         d.stop()
+
+
+@contextlib.contextmanager
+def dockerd_with_base(tmp: str) -> Iterator[Tuple[Dockerd, str]]:
+    """A private dockerd and a busybox base image (this machine's platform)
+    in a registry on 127.0.0.1 that the daemon may pull from over HTTP;
+    yields (daemon, base image ref).  Skips when a part is missing."""
+    from tests.integration.registry import push_busybox_image, running_registry
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    if shutil.which("docker-registry") is None and shutil.which("registry") is None:
+        pytest.skip("docker-registry is not installed (Debian package docker-registry)")
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed (Debian package busybox-static)")
+    try:
+        with running_registry(os.path.join(tmp, "registry")) as reg:
+            base = f"{reg.host}/bakery/busybox:latest"
+            push_busybox_image(base, f"linux/{HOST_ARCH}={busybox}")
+            with running_dockerd(insecure_registries=[reg.host]) as d:
+                yield d, base
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

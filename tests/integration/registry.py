@@ -26,6 +26,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -349,3 +350,13 @@ def file_tar(path: str, name: str, content: bytes) -> str:
         ti.size, ti.mode = len(content), 0o644
         tf.addfile(ti, io.BytesIO(content))
     return path
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def push_busybox_image(ref: str, *platforms: str) -> None:
+    """Push a busybox base image made locally (examples/tools/busybox_image.py)
+    to ``ref``; ``platforms`` are ``os/arch=/path/to/busybox`` pairs."""
+    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"), ref,
+                    *platforms], check=True, cwd=ROOT, capture_output=True, timeout=300)

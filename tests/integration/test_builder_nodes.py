@@ -28,7 +28,6 @@ import gzip
 import io
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -37,16 +36,14 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from tests.integration.dockerd import DOCKER_BIN, Dockerd, running_dockerd, skip_reason
-from tests.integration.registry import Registry, running_registry
+from tests.integration.dockerd import DOCKER_BIN, HOST_ARCH, Dockerd, running_dockerd, skip_reason
+from tests.integration.registry import Registry, push_busybox_image, running_registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARM64_BUSYBOX = "/opt/bakery-test/arm64/bin/busybox"
 
 pytestmark = pytest.mark.integration
 
-ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
-    platform.machine().lower(), "amd64")
 TIMEOUT = 900
 
 SERVICE = """\
@@ -63,7 +60,7 @@ RUN cat /name > /from-lib
 
 
 def _arm64_ok() -> str:
-    if ARCH != "amd64":
+    if HOST_ARCH != "amd64":
         return "the split test assumes an amd64 host"
     if not os.access(ARM64_BUSYBOX, os.X_OK):
         return f"no arm64 busybox at {ARM64_BUSYBOX} (.ci/run installs it)"
@@ -87,11 +84,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Registry, st
     try:
         with running_registry(os.path.join(tmp, "registry")) as reg:
             base = f"{reg.host}/bakery/busybox:latest"
-            plats = [f"linux/{ARCH}={busybox}"]
+            plats = [f"linux/{HOST_ARCH}={busybox}"]
             if not _arm64_ok():
                 plats.append(f"linux/arm64={ARM64_BUSYBOX}")
-            subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"),
-                            base, *plats], check=True, cwd=ROOT, capture_output=True, timeout=300)
+            push_busybox_image(base, *plats)
             with running_dockerd(insecure_registries=[reg.host]) as d1, \
                     running_dockerd(insecure_registries=[reg.host]) as d2:
                 yield reg, base, d1, d2
@@ -110,21 +106,6 @@ def _add(cfg: str, builder: str, node: str, d: Dockerd, plats: str) -> None:
     r = _bakery(cfg, cfg, "builder", "add", builder, "--driver", "docker", "--endpoint", d.host,
                 "--platform", plats, "--node", node)
     assert r.returncode == 0, r.stderr
-
-
-def _read_file(d: Dockerd, image: str, path: str) -> str:
-    cid = d.docker("create", "--network", "none", image, "/bin/sh").stdout.strip()
-    try:
-        assert DOCKER_BIN is not None
-        r = subprocess.run([DOCKER_BIN, "-H", d.host, "cp", f"{cid}:{path}", "-"], capture_output=True,
-                           timeout=120, env=d.env())
-        assert r.returncode == 0, r.stderr.decode(errors="replace")
-        with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tf:
-            fh = tf.extractfile(tf.getmembers()[0])
-            assert fh is not None
-            return fh.read().decode()
-    finally:
-        d.docker("rm", "-f", cid, check=False)
 
 
 def _nodes_in_log(stderr: str) -> Dict[str, List[str]]:
@@ -185,9 +166,9 @@ def test_targets_spread_across_two_engines(env: Tuple[Registry, str, Dockerd, Do
         assert d.docker("image", "inspect", f"bakery-it/{t}:1", check=False).returncode == 0
         assert other.docker("image", "inspect", f"bakery-it/{t}:1", check=False).returncode != 0
         if t != "app":
-            assert _read_file(d, f"bakery-it/{t}:1", "/name") == f"service {t}\n"
-            assert _read_file(d, f"bakery-it/{t}:1", "/arch") == "x86_64\n"
-    assert _read_file(engines[where["app"][0]], "bakery-it/app:1", "/from-lib") == "service lib\n"
+            assert d.read_file(f"bakery-it/{t}:1", "/name") == f"service {t}\n"
+            assert d.read_file(f"bakery-it/{t}:1", "/arch") == "x86_64\n"
+    assert engines[where["app"][0]].read_file("bakery-it/app:1", "/from-lib") == "service lib\n"
 
 
 def _oci_file(layout_dir: str, manifest_digest: str, path: str) -> str:
@@ -331,7 +312,7 @@ group "default" {{ targets = ["pushed", "exported"] }}
                               f"docker://{reg.host}/bakery-it/pushed:{tag}"],
                              capture_output=True, text=True, timeout=120)
         assert ins.returncode == 0, ins.stderr
-        assert json.loads(ins.stdout)["Architecture"] == ARCH
+        assert json.loads(ins.stdout)["Architecture"] == HOST_ARCH
     # tags with a local output: accepted (as buildx), not applied, files exported
     r = _bakery(proj, proj, "run", "--driver", "docker", "--docker-host", d1.host, "exported")
     assert r.returncode == 0, r.stderr[-4000:]
@@ -443,8 +424,8 @@ def test_named_contexts_from_two_engines_are_copied_to_the_one_that_builds(
     proj, cfg = str(tmp_path / "proj"), str(tmp_path / "cfg")
     os.makedirs(proj)
     os.makedirs(cfg)
-    _add(cfg, "two", "n1", d1, f"linux/{ARCH}")
-    _add(cfg, "two", "n2", d2, f"linux/{ARCH}")
+    _add(cfg, "two", "n1", d1, f"linux/{HOST_ARCH}")
+    _add(cfg, "two", "n2", d2, f"linux/{HOST_ARCH}")
     with open(os.path.join(proj, "docker-bake.hcl"), "w") as fh:
         fh.write(f'''
 target "one" {{
@@ -471,7 +452,7 @@ target "both" {{
     assert any(ln.startswith("[both] copying bakery-ctx/") and f"(target {other})" in ln
                and ln.endswith(f"to node {node}") for ln in lines), r.stderr[-3000:]
     d = {"n1": d1, "n2": d2}[node]
-    assert _read_file(d, "bakery-it/both:1", "/one.txt") == "one\n"
-    assert _read_file(d, "bakery-it/both:1", "/two.txt") == "two\n"
+    assert d.read_file("bakery-it/both:1", "/one.txt") == "one\n"
+    assert d.read_file("bakery-it/both:1", "/two.txt") == "two\n"
     for e in (d1, d2):
         assert "bakery-ctx" not in e.docker("images", "--format", "{{.Repository}}").stdout

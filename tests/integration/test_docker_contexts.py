@@ -20,14 +20,11 @@ busybox-static.
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
-import tarfile
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
@@ -35,55 +32,24 @@ import pytest
 from bakery.bakefile.model import Target
 from bakery.drivers.docker import DockerDriver
 from bakery.errors import BakeryError
-from tests.integration.dockerd import DOCKER_BIN, Dockerd, running_dockerd, skip_reason
-from tests.integration.registry import running_registry
+from tests.integration.dockerd import (
+    DOCKER_BIN,
+    HOST_ARCH,
+    Dockerd,
+    dockerd_with_base,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 600
-ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
-    platform.machine().lower(), "amd64")
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Dockerd, str]]:
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    if shutil.which("docker-registry") is None and shutil.which("registry") is None:
-        pytest.skip("docker-registry is not installed (Debian package docker-registry)")
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.skip("busybox is not installed (Debian package busybox-static)")
-    tmp = str(tmp_path_factory.mktemp("docker-contexts"))
-    try:
-        with running_registry(os.path.join(tmp, "registry")) as reg:
-            base = f"{reg.host}/bakery/busybox:latest"
-            subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"),
-                            base, f"linux/{ARCH}={busybox}"], check=True, cwd=ROOT, capture_output=True,
-                           timeout=300)
-            with running_dockerd(insecure_registries=[reg.host]) as d:
-                yield d, base
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _read_file(d: Dockerd, image: str, path: str) -> str:
-    """A file's content from ``image`` (docker create + docker cp: nothing runs)."""
-    cid = d.docker("create", "--network", "none", image, "/bin/sh").stdout.strip()
-    try:
-        assert DOCKER_BIN is not None
-        r = subprocess.run([DOCKER_BIN, "-H", d.host, "cp", f"{cid}:{path}", "-"], capture_output=True,
-                           timeout=120, env=d.env())
-        assert r.returncode == 0, r.stderr.decode(errors="replace")
-        with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tf:
-            fh = tf.extractfile(tf.getmembers()[0])
-            assert fh is not None
-            return fh.read().decode()
-    finally:
-        d.docker("rm", "-f", cid, check=False)
+    with dockerd_with_base(str(tmp_path_factory.mktemp("docker-contexts"))) as pair:
+        yield pair
 
 
 def _inspect(d: Dockerd, image: str) -> Dict[str, Any]:
@@ -104,7 +70,7 @@ def test_monorepo_through_the_docker_driver(engine: Tuple[Dockerd, str], tmp_pat
                VERSION="1.2", DOCKER_CONFIG=os.path.join(d.root, "client"),
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     r = subprocess.run([sys.executable, "-m", "bakery", "run", "--driver", "docker",
-                        "--docker-host", d.host, "--set", f"*.platform=linux/{ARCH}",
+                        "--docker-host", d.host, "--set", f"*.platform=linux/{HOST_ARCH}",
                         "--set", "*.output=type=docker"],
                        cwd=proj, env=env, text=True, capture_output=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr[-4000:]
@@ -124,22 +90,22 @@ def test_monorepo_through_the_docker_driver(engine: Tuple[Dockerd, str], tmp_pat
         assert set(info["RepoTags"]) == {img, f"{reg}/{svc}:latest"}
         assert info["Config"]["Labels"]["org.opencontainers.image.version"] == "1.2"
         assert info["Config"]["Entrypoint"] == [f"/app/{svc}/run.sh"]
-        assert info["Architecture"] == ARCH
+        assert info["Architecture"] == HOST_ARCH
         # from the base target: its RUN and its COPY
-        assert _read_file(d, img, "/etc/example/layer") == "base\n"
+        assert d.read_file(img, "/etc/example/layer") == "base\n"
         with open(os.path.join(proj, "base", "motd")) as fh:
-            assert _read_file(d, img, "/etc/motd") == fh.read()
+            assert d.read_file(img, "/etc/motd") == fh.read()
         # its own steps
-        assert _read_file(d, img, f"/app/{svc}/VERSION") == f"{svc} 1.2\n"
+        assert d.read_file(img, f"/app/{svc}/VERSION") == f"{svc} 1.2\n"
         with open(os.path.join(proj, "services", svc, "run.sh")) as fh:
-            assert _read_file(d, img, f"/app/{svc}/run.sh") == fh.read()
+            assert d.read_file(img, f"/app/{svc}/run.sh") == fh.read()
     api = _inspect(d, f"{reg}/api:1.2")
     worker = _inspect(d, f"{reg}/worker:1.2")
     # one base image under both: all but their own two layers (COPY, RUN) are shared
     la, lw = api["RootFS"]["Layers"], worker["RootFS"]["Layers"]
     assert len(la) == len(lw) >= 4 and la[:-2] == lw[:-2] and la[-2:] != lw[-2:]
     for flavor in ("plain", "debug"):
-        html = _read_file(d, f"{reg}/web-{flavor}:1.2", "/www/index.html")
+        html = d.read_file(f"{reg}/web-{flavor}:1.2", "/www/index.html")
         assert flavor in html
     assert _temp_tags(d) == []
 
@@ -185,10 +151,10 @@ def test_target_local_and_image_contexts(engine: Tuple[Dockerd, str], tmp_path: 
     assert set(ids) == {"base", "app"}
     assert {t for t, _ in lines} == {"base", "app", "app:context:assets"}
     img = "bakery-it/ctx-app:1"
-    assert _read_file(d, img, "/seen.txt") == "from-base\n"
-    assert _read_file(d, img, "/hello.txt") == "hello from a directory\n"
-    assert _read_file(d, img, "/copied.txt") == "from-base\n"
-    assert _read_file(d, img, "/mounted.txt") == "from-base\n"
+    assert d.read_file(img, "/seen.txt") == "from-base\n"
+    assert d.read_file(img, "/hello.txt") == "hello from a directory\n"
+    assert d.read_file(img, "/copied.txt") == "from-base\n"
+    assert d.read_file(img, "/mounted.txt") == "from-base\n"
     assert _temp_tags(d) == []
 
     # a failing build: the engine's error names the user's Dockerfile line (the rewrite keeps

@@ -13,15 +13,9 @@ the reason) without root, docker.io, docker-registry or busybox-static.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
-import platform
 import re
-import shutil
-import subprocess
-import sys
-import tarfile
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
@@ -30,16 +24,15 @@ from bakery.bakefile.buildflags import Secret
 from bakery.bakefile.model import Target
 from bakery.drivers.docker import LIMITS_MIN_ENGINE, DockerDriver
 from bakery.errors import BakeryError
-from tests.integration.dockerd import DOCKER_BIN, Dockerd, running_dockerd, skip_reason
-from tests.integration.registry import running_registry
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.integration.dockerd import (
+    DOCKER_BIN,
+    Dockerd,
+    dockerd_with_base,
+)
 
 pytestmark = pytest.mark.integration
 
 BUILD_TIMEOUT = 300.0
-ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
-    platform.machine().lower(), "amd64")
 
 BASE_DOCKERFILE = """\
 ARG BASE
@@ -60,48 +53,14 @@ LABEL from.dockerfile=yes
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Dockerd, str]]:
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    if shutil.which("docker-registry") is None and shutil.which("registry") is None:
-        pytest.skip("docker-registry is not installed (Debian package docker-registry)")
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.skip("busybox is not installed (Debian package busybox-static)")
-    tmp = str(tmp_path_factory.mktemp("driver-docker"))
-    try:
-        with running_registry(os.path.join(tmp, "registry")) as reg:
-            base = f"{reg.host}/bakery/busybox:latest"
-            subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"),
-                            base, f"linux/{ARCH}={busybox}"], check=True, cwd=ROOT, capture_output=True,
-                           timeout=300)
-            with running_dockerd(insecure_registries=[reg.host]) as d:
-                yield d, base
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with dockerd_with_base(str(tmp_path_factory.mktemp("driver-docker"))) as pair:
+        yield pair
 
 
 def _driver(d: Dockerd, cwd: str, **env: str) -> DockerDriver:
     assert DOCKER_BIN is not None
     return DockerDriver(d.host, docker=DOCKER_BIN, cwd=cwd, timeout=BUILD_TIMEOUT,
                         env={"DOCKER_CONFIG": os.path.join(d.root, "client"), **env})
-
-
-def _read_file(d: Dockerd, image: str, path: str) -> str:
-    """A file's content from ``image`` (docker create + docker cp: nothing runs)."""
-    cid = d.docker("create", "--network", "none", image, "/bin/sh").stdout.strip()
-    try:
-        assert DOCKER_BIN is not None
-        r = subprocess.run([DOCKER_BIN, "-H", d.host, "cp", f"{cid}:{path}", "-"], capture_output=True,
-                           timeout=120, env=d.env())
-        assert r.returncode == 0, r.stderr.decode(errors="replace")
-        with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tf:
-            member = tf.getmembers()[0]
-            fh = tf.extractfile(member)
-            assert fh is not None
-            return fh.read().decode()
-    finally:
-        d.docker("rm", "-f", cid, check=False)
 
 
 def test_two_targets_with_args_labels_tags_secrets(engine: Tuple[Dockerd, str], tmp_path: Any) -> None:
@@ -144,9 +103,9 @@ def test_two_targets_with_args_labels_tags_secrets(engine: Tuple[Dockerd, str], 
     assert "FLAVOR=fancy" in app["Config"]["Env"]
     assert app["RootFS"]["Layers"][:len(base["RootFS"]["Layers"])] == base["RootFS"]["Layers"]
 
-    assert _read_file(d, "bakery-it/app:1", "/greeting") == "hello bake\n"
-    assert _read_file(d, "bakery-it/base:1", "/tok.copy") == "file-secret-value\n"
-    assert _read_file(d, "bakery-it/app:1", "/envtok.copy") == "env-secret-value"
+    assert d.read_file("bakery-it/app:1", "/greeting") == "hello bake\n"
+    assert d.read_file("bakery-it/base:1", "/tok.copy") == "file-secret-value\n"
+    assert d.read_file("bakery-it/app:1", "/envtok.copy") == "env-secret-value"
 
 
 def test_failed_build_is_an_error_with_its_tail(engine: Tuple[Dockerd, str], tmp_path: Any) -> None:
@@ -182,8 +141,8 @@ def test_shm_size_and_ulimits_need_an_engine_that_applies_them(engine: Tuple[Doc
         # without them the same target builds
         plain = dataclasses.replace(t, shm_size=None, ulimits=None)
         driver.run({"limits": plain}, ["limits"], 1, None)
-        assert "size=65536k" in _read_file(d, "bakery-it/limits:1", "/shm")
+        assert "size=65536k" in d.read_file("bakery-it/limits:1", "/shm")
         return
     driver.run({"limits": t}, ["limits"], 1, None)
-    assert _read_file(d, "bakery-it/limits:1", "/limits") == "1024:2048\n"
-    assert "size=131072k" in _read_file(d, "bakery-it/limits:1", "/shm")
+    assert d.read_file("bakery-it/limits:1", "/limits") == "1024:2048\n"
+    assert "size=131072k" in d.read_file("bakery-it/limits:1", "/shm")
