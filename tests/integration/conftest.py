@@ -99,3 +99,36 @@ def runc_binary(require_root) -> str:  # type: ignore[no-untyped-def]
     if not found:
         pytest.skip("runc is not installed (Debian package runc)")
     return found
+
+
+ARM64_BUSYBOX = os.environ.get("BAKERY_ARM64_BUSYBOX", "/opt/bakery-test/arm64/bin/busybox")
+
+
+@pytest.fixture()
+def env(tmp_path):  # type: ignore[no-untyped-def]
+    """The example monorepo (a copy, without a local run's out/) and a
+    registry on 127.0.0.1 holding a busybox base image for amd64, plus arm64
+    when its binary and qemu are there.  Keys: cwd, base, cache (a private
+    store), tmp, host (the registry), platforms.  Skips without root, runc,
+    docker-registry, skopeo, umoci or busybox-static."""
+    from tests.integration.registry import ROOT, push_busybox_image, running_registry
+
+    if os.geteuid() != 0:
+        pytest.skip("RUN steps need root")
+    for tool in ("runc", "docker-registry", "skopeo", "umoci"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox-static is not installed")
+    with running_registry(str(tmp_path / "registry")) as reg:
+        platforms = [f"linux/amd64={busybox}"]
+        if os.path.exists(ARM64_BUSYBOX) and shutil.which("qemu-aarch64-static"):
+            platforms.append(f"linux/arm64={ARM64_BUSYBOX}")
+        base = f"{reg.host}/bakery/busybox:latest"
+        push_busybox_image(base, *platforms)
+        work = tmp_path / "monorepo"
+        shutil.copytree(os.path.join(ROOT, "examples", "monorepo"), work,
+                        ignore=shutil.ignore_patterns("out"))  # what run-example.sh wrote
+        yield {"cwd": str(work), "base": base, "cache": str(tmp_path / "cache"), "tmp": str(tmp_path),
+               "host": reg.host, "platforms": [p.split("=")[0] for p in platforms]}

@@ -355,8 +355,8 @@ def file_tar(path: str, name: str, content: bytes) -> str:
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def push_busybox_image(ref: str, *platforms: str) -> None:
-    """Push a busybox base image made locally (examples/tools/busybox_image.py)
-    to ``ref``; ``platforms`` are ``os/arch=/path/to/busybox`` pairs."""
-    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"), ref,
-                    *platforms], check=True, cwd=ROOT, capture_output=True, timeout=300)
+def push_busybox_image(*args: str) -> None:
+    """Push a busybox base image made locally: examples/tools/busybox_image.py
+    ``[--version V] REF os/arch=/path/to/busybox...``."""
+    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"), *args],
+                   check=True, cwd=ROOT, capture_output=True, timeout=300)

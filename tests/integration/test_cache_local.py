@@ -18,37 +18,9 @@ from typing import Dict, List
 
 import pytest
 
-from tests.integration.registry import running_registry
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ARM64_BUSYBOX = os.environ.get("BAKERY_ARM64_BUSYBOX", "/opt/bakery-test/arm64/bin/busybox")
 TARGETS = ("api", "worker", "web-plain", "web-debug")
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def env(tmp_path):  # type: ignore[no-untyped-def]
-    if os.geteuid() != 0:
-        pytest.skip("RUN steps need root (rootless is not supported yet)")
-    for tool in ("runc", "docker-registry", "skopeo", "umoci"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.skip("busybox-static is not installed")
-    with running_registry(str(tmp_path / "registry")) as reg:
-        platforms = [f"linux/amd64={busybox}"]
-        if os.path.exists(ARM64_BUSYBOX) and shutil.which("qemu-aarch64-static"):
-            platforms.append(f"linux/arm64={ARM64_BUSYBOX}")
-        base = f"{reg.host}/bakery/busybox:latest"
-        subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"), base,
-                        *platforms], check=True, cwd=ROOT, capture_output=True)
-        work = tmp_path / "monorepo"
-        shutil.copytree(os.path.join(ROOT, "examples", "monorepo"), work,
-                        ignore=shutil.ignore_patterns("out"))  # what run-example.sh wrote
-        yield {"cwd": str(work), "base": base, "host": reg.host, "tmp": str(tmp_path),
-               "platforms": [p.split("=")[0] for p in platforms]}
 
 
 def bakery(env, store: str, *args: str) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]

@@ -20,7 +20,6 @@ from bakery.oci.layout import write_oci_layout
 from bakery.oci.pgzip import BLOCK
 from bakery.oci.store import BlobStore
 from tests.integration.registry import busybox_tar, need_tool
-from tests.integration.test_run_example import env  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +107,7 @@ def test_zstd_reads_a_multithreaded_zstd_layer(tmp_path) -> None:  # type: ignor
     assert "sha256:" + hashlib.sha256(r.stdout).hexdigest() == layer.diff_id
 
 
-def test_bakery_run_images_do_not_depend_on_thread_count(env) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_bakery_run_images_do_not_depend_on_thread_count(env) -> None:  # type: ignore[no-untyped-def]
     """End to end: a service with a 3 MiB file (a multi-block gzip layer),
     built with 1 and with 2 compression threads (and --jobs 1 / 2) in
     fresh stores: the same image digest, and every layer passes gzip -t."""

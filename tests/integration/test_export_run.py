@@ -17,8 +17,6 @@ from typing import Any, Dict, List
 
 import pytest
 
-from tests.integration.test_run_example import env  # noqa: F401  (the fixture)
-
 pytestmark = pytest.mark.integration
 
 EPOCH = 1234567890
@@ -52,7 +50,7 @@ def override(ex: Dict[str, Any], body: str) -> None:
         fh.write(body)
 
 
-def test_zstd_index_with_annotations_epoch_and_metadata(env) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_zstd_index_with_annotations_epoch_and_metadata(env) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("zstandard", reason="zstd layers need the optional zstandard module")
     if len(env["platforms"]) < 2:
         pytest.skip("needs the arm64 busybox for a two-platform image")
@@ -111,7 +109,7 @@ def test_zstd_index_with_annotations_epoch_and_metadata(env) -> None:  # type: i
     skopeo("copy", "-q", "--override-arch", "arm64", f"oci:{layout}:dev", f"oci:{env['cwd']}/one:x")
 
 
-def test_docker_media_types_and_reused_base_layers(env) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_docker_media_types_and_reused_base_layers(env) -> None:  # type: ignore[no-untyped-def]
     host = env["base"].split("/")[0]
     ref = f"{host}/export/api:docker"
     override(env, f'''target "api" {{
@@ -155,7 +153,7 @@ def test_docker_media_types_and_reused_base_layers(env) -> None:  # type: ignore
     ("type=local", "type=local needs dest=PATH"),
     ("type=nope", "unknown output type 'nope'"),
 ])
-def test_bad_outputs_fail_before_building(env, output: str, message: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_bad_outputs_fail_before_building(env, output: str, message: str) -> None:  # type: ignore[no-untyped-def]
     args: List[str] = ["api", "--set", f"api.output={output}"]  # two platforms by default
     r = run(env, *args, check=False)
     assert r.returncode == 1, r.stderr[-2000:]
@@ -164,7 +162,7 @@ def test_bad_outputs_fail_before_building(env, output: str, message: str) -> Non
     assert not os.path.exists(os.path.join(env["cwd"], "x.tar"))
 
 
-def test_local_split_and_merged_tar(env) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_local_split_and_merged_tar(env) -> None:  # type: ignore[no-untyped-def]
     import tarfile
 
     if len(env["platforms"]) < 2:
@@ -203,7 +201,7 @@ def _index_digest(path: str) -> str:
         return str(json.load(f)["manifests"][0]["digest"])
 
 
-def test_rewrite_timestamp_makes_rebuilds_reproducible(env) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_rewrite_timestamp_makes_rebuilds_reproducible(env) -> None:  # type: ignore[no-untyped-def]
     epoch = {"SOURCE_DATE_EPOCH": str(EPOCH)}
     one = ["api", "--set", "*.platform=linux/amd64", "--no-cache"]
     digests = []
@@ -227,7 +225,7 @@ def test_rewrite_timestamp_makes_rebuilds_reproducible(env) -> None:  # type: ig
     assert int(st.st_mtime) == EPOCH
 
 
-def test_load_shorthand_loads_into_docker(env) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_load_shorthand_loads_into_docker(env) -> None:  # type: ignore[no-untyped-def]
     from tests.integration.dockerd import running_dockerd
 
     with running_dockerd() as d:

@@ -19,7 +19,6 @@ from typing import Any, Dict
 import pytest
 
 from tests.integration.registry import RecordingProxy, running_registry
-from tests.integration.test_run_example import env  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +67,7 @@ def skopeo_ok(ref: str, creds: str = f"{USER}:{PASSWORD}") -> Dict[str, Any]:
     return json.loads(r.stdout)
 
 
-def test_login_push_pull_logout(env, tmp_path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_login_push_pull_logout(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with running_registry(str(tmp_path / "secure"), htpasswd={USER: PASSWORD}) as reg:
         cfg_dir = tmp_path / "dockercfg"
         denv = {"DOCKER_CONFIG": str(cfg_dir)}
@@ -100,7 +99,7 @@ def test_login_push_pull_logout(env, tmp_path) -> None:  # type: ignore[no-untyp
         assert r.returncode == 1 and "requires authentication" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_login_with_a_credential_helper(env, tmp_path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_login_with_a_credential_helper(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with running_registry(str(tmp_path / "secure"), htpasswd={USER: PASSWORD}) as reg:
         bindir, store = tmp_path / "bin", tmp_path / "helper-store"
         bindir.mkdir()
@@ -129,7 +128,7 @@ def test_login_with_a_credential_helper(env, tmp_path) -> None:  # type: ignore[
         assert json.loads((cfg_dir / "config.json").read_text())["auths"] == {}
 
 
-def test_push_through_a_failing_proxy_completes(env, tmp_path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_push_through_a_failing_proxy_completes(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = int(env["base"].split("/")[0].split(":")[1])
     with RecordingProxy(port, cut_after=64 * 1024, fail_every=4) as proxy:
         ref = f"{proxy.host}/fault/api:v1"

@@ -18,40 +18,11 @@ from typing import List
 
 import pytest
 
-from tests.integration.registry import running_registry
+from tests.integration.registry import push_busybox_image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARM64_BUSYBOX = os.environ.get("BAKERY_ARM64_BUSYBOX", "/opt/bakery-test/arm64/bin/busybox")
 
 pytestmark = pytest.mark.integration
-
-
-def _need(tool: str) -> None:
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed")
-
-
-@pytest.fixture()
-def env(tmp_path):  # type: ignore[no-untyped-def]
-    if os.geteuid() != 0:
-        pytest.skip("RUN steps need root (rootless is not supported yet)")
-    for tool in ("runc", "docker-registry", "skopeo", "umoci"):
-        _need(tool)
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.skip("busybox-static is not installed")
-    with running_registry(str(tmp_path / "registry")) as reg:
-        platforms = [f"linux/amd64={busybox}"]
-        if os.path.exists(ARM64_BUSYBOX) and shutil.which("qemu-aarch64-static"):
-            platforms.append(f"linux/arm64={ARM64_BUSYBOX}")
-        base = f"{reg.host}/bakery/busybox:latest"
-        subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"), base,
-                        *platforms], check=True, cwd=ROOT, capture_output=True)
-        work = tmp_path / "monorepo"
-        shutil.copytree(os.path.join(ROOT, "examples", "monorepo"), work,
-                        ignore=shutil.ignore_patterns("out"))  # what run-example.sh wrote
-        yield {"cwd": str(work), "base": base, "cache": str(tmp_path / "cache"),
-               "platforms": [p.split("=")[0] for p in platforms]}
 
 
 def bakery(env, *args: str, check: bool = True) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
@@ -272,8 +243,7 @@ def test_a_moved_base_tag_rebuilds_the_steps_after_from(env) -> None:  # type: i
     platforms = [f"linux/amd64={busybox}"]
     if len(env["platforms"]) > 1:
         platforms.append(f"linux/arm64={ARM64_BUSYBOX}")
-    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tools", "busybox_image.py"),
-                    "--version", "2", env["base"], *platforms], check=True, capture_output=True)
+    push_busybox_image("--version", "2", env["base"], *platforms)
     # per platform: the new base pulled, then base's RUN + COPY and api's COPY + RUN
     assert steps_run(bakery(env, "api")) == 5 * len(env["platforms"])
 
